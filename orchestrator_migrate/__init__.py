@@ -1,0 +1,56 @@
+"""orchestrator_migrate: keep a SQL database in step with its SQLAlchemy models at every start.
+
+Everything importable from here is the public API; other modules may change.
+"""
+
+from .api import check, history, migrate, plan
+from .backup import BackupInfo
+from .compat import (
+    AutoMigrationSystem,
+    execute_startup_migration,
+    initialize_database_with_migration,
+)
+from .errors import (
+    ConfigError,
+    ExitCode,
+    LockTimeout,
+    MigrateError,
+    MigrationFailed,
+    MigrationFailedNotRestored,
+    RefusedChange,
+    TargetError,
+)
+from .history import HistoryEntry
+from .plan import Change, ChangeKind, Operation, Plan
+from .result import MigrationResult, Outcome
+from .settings import Settings, load_settings
+from .version import __version__
+
+__all__ = [
+    "AutoMigrationSystem",
+    "BackupInfo",
+    "Change",
+    "ChangeKind",
+    "ConfigError",
+    "ExitCode",
+    "HistoryEntry",
+    "LockTimeout",
+    "MigrateError",
+    "MigrationFailed",
+    "MigrationFailedNotRestored",
+    "MigrationResult",
+    "Operation",
+    "Outcome",
+    "Plan",
+    "RefusedChange",
+    "Settings",
+    "TargetError",
+    "__version__",
+    "check",
+    "execute_startup_migration",
+    "history",
+    "initialize_database_with_migration",
+    "load_settings",
+    "migrate",
+    "plan",
+]

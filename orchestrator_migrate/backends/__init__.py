@@ -1,0 +1,37 @@
+"""The backends, chosen in one place by the URL's dialect."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from ..errors import ConfigError
+from .base import Backend
+
+
+def parse_url(url: str | URL) -> URL:
+    """A SQLAlchemy URL; ConfigError naming the setting when it does not parse."""
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "MCP_TASK_ORCHESTRATOR_DB_URL: not a SQLAlchemy URL"
+            " (expected e.g. sqlite:///path/to.db or postgresql+psycopg://user@host/db)"
+        ) from None
+
+
+def backend_for(url: str | URL, busy_timeout_s: float = 60.0) -> Backend:
+    """The backend for a database URL."""
+    parsed = parse_url(url)
+    dialect = parsed.get_backend_name()
+    if dialect == "sqlite":
+        from .sqlite import SQLiteBackend
+
+        return SQLiteBackend(parsed, busy_timeout_s)
+    raise ConfigError(
+        f"database {parsed.render_as_string(hide_password=True)}: the {dialect!r} backend is"
+        " not supported yet; supported: sqlite"
+    )
+
+
+__all__ = ["Backend", "backend_for", "parse_url"]

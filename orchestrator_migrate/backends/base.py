@@ -1,0 +1,53 @@
+"""The one small protocol every database backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import MetaData
+from sqlalchemy.engine import URL, Connection, Engine
+
+from ..lock import MigrationLock
+from ..plan import Change, Operation
+
+
+class Backend(Protocol):
+    """Everything dialect-specific: engine, lock, types, DDL, backup, verify, time limit."""
+
+    name: str
+    url: URL
+
+    def create_engine(self, read_only: bool = False) -> Engine:
+        """An engine whose transactions cover DDL; read_only never writes, not even a file."""
+
+    def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
+        """The cross-process migration lock for this database."""
+
+    def prepare(self) -> None:
+        """Make the database reachable (e.g. create the SQLite file's directory)."""
+
+    def types_differ(self, inspected_type: Any, metadata_type: Any) -> bool:
+        """Whether a reflected column type must change to match the model's type."""
+
+    def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
+        """A stable hash of the database schema (not its data), without our own tables."""
+
+    def compile(
+        self, conn: Connection, changes: Sequence[Change], metadata: MetaData
+    ) -> list[Operation]:
+        """The operations, with their SQL, that turn the database into the models."""
+
+    def backup_to(self, conn: Connection, destination: Path) -> None:
+        """Write a consistent copy of the database to destination."""
+
+    def check_backup(self, path: Path) -> None:
+        """Raise when the copy at path is not a readable, intact database."""
+
+    def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
+        """Problems found after applying (integrity, foreign keys, row counts); empty when sound."""
+
+    def time_limit(self, conn: Connection, seconds: float) -> AbstractContextManager[None]:
+        """Interrupt statements on conn after seconds; the interrupted statement raises."""

@@ -1,0 +1,330 @@
+"""SQLite: file lock, backup API, ALTER where SQLite allows it and a table rebuild otherwise."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, MetaData, event, text
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.schema import CreateTable
+
+from ..detect import ignored
+from ..lock import FileMigrationLock, MigrationLock, ProcessLocalLock
+from ..plan import Change, ChangeKind, Operation
+
+REBUILD_PREFIX = "_om_new_"
+TIME_CHECK_EVERY_VM_STEPS = 1000
+
+# How SQLAlchemy stores each declared type on SQLite; equal families need no migration.
+_TEXT_LIKE = ("CHAR", "CLOB", "TEXT", "DATE", "TIME", "JSON", "UUID", "ENUM")
+_REAL_LIKE = ("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL")
+
+
+def storage_family(declared: str) -> str:
+    """The family of a declared SQLite column type (SQLite affinity, as SQLAlchemy uses it)."""
+    decl = declared.upper()
+    if "INT" in decl or decl.startswith("BOOL"):
+        return "integer"
+    if any(word in decl for word in _TEXT_LIKE):
+        return "text"
+    if not decl or "BLOB" in decl:
+        return "blob"
+    if any(word in decl for word in _REAL_LIKE):
+        return "real"
+    return "numeric"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SQLiteBackend:
+    """The embedded default."""
+
+    name = "sqlite"
+
+    def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
+        self.url = url
+        self.busy_timeout_s = busy_timeout_s
+        database = url.database or ""
+        self.in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        self.path: Path | None = None if self.in_memory else Path(database).absolute()
+
+    def create_engine(self, read_only: bool = False) -> Engine:
+        url = self.url
+        if read_only and self.path is not None:
+            # Plan against the file without writing to it; a missing file plans as empty.
+            if self.path.exists():
+                url = URL.create(
+                    "sqlite", database=f"file:{self.path}", query={"mode": "ro", "uri": "true"}
+                )
+            else:
+                url = URL.create("sqlite")
+        engine = sa_create_engine(
+            url, connect_args={"timeout": self.busy_timeout_s, "isolation_level": None}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, record: Any) -> None:
+            # Foreign keys stay off on our connection: a rebuild must never fire ON DELETE.
+            dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            read_only = conn.get_execution_options().get("read_only", False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+        return engine
+
+    def prepare(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
+        if self.path is None:
+            return ProcessLocalLock(timeout_s)
+        return FileMigrationLock(self.path.with_name(self.path.name + ".lock"), timeout_s)
+
+    def types_differ(self, inspected_type: Any, metadata_type: Any) -> bool:
+        from sqlalchemy.dialects import sqlite
+
+        dialect = sqlite.dialect()
+        old = storage_family(inspected_type.compile(dialect=dialect))
+        new = storage_family(metadata_type.compile(dialect=dialect))
+        return old != new
+
+    def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
+        rows = conn.exec_driver_sql(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master"
+            " WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+        ).all()
+        digest = hashlib.sha256()
+        for type_, name, tbl_name, sql in rows:
+            if ignored(tbl_name, ignore):
+                continue
+            digest.update(
+                f"{type_}\0{name}\0{tbl_name}\0{' '.join((sql or '').split())}\n".encode()
+            )
+        return digest.hexdigest()
+
+    def compile(
+        self, conn: Connection, changes: Sequence[Change], metadata: MetaData
+    ) -> list[Operation]:
+        from ..ddl import render
+
+        new_tables = {c.table for c in changes if c.kind is ChangeKind.ADD_TABLE}
+        by_table: dict[str, list[Change]] = {}
+        for change in changes:
+            by_table.setdefault(change.table, []).append(change)
+        operations: list[Operation] = []
+        for table, table_changes in by_table.items():
+            if table not in new_tables and any(self._needs_rebuild(c) for c in table_changes):
+                operations.append(self._rebuild(conn, table, table_changes, metadata))
+                continue
+            for change in table_changes:
+                operations.append(
+                    Operation(
+                        kind=change.kind.value,
+                        table=table,
+                        description=change.description,
+                        sql=tuple(render(conn.dialect, change.op)),
+                        changes=(change,),
+                        reversible=True,
+                    )
+                )
+        return operations
+
+    @staticmethod
+    def _needs_rebuild(change: Change) -> bool:
+        if change.kind in (ChangeKind.ADD_INDEX, ChangeKind.DROP_INDEX, ChangeKind.ADD_TABLE):
+            return False
+        if change.kind is ChangeKind.ADD_COLUMN:
+            col: Column[Any] = change.op.column
+            default = col.server_default
+            plain_default = default is None or isinstance(getattr(default, "arg", None), str)
+            return bool(
+                col.primary_key
+                or col.unique
+                or col.foreign_keys
+                or (not col.nullable and default is None)
+                or not plain_default
+            )
+        return True
+
+    def _rebuild(
+        self, conn: Connection, table: str, changes: list[Change], metadata: MetaData
+    ) -> Operation:
+        """Copy the table into one built from the models, swap, and recreate what depends on it."""
+        from ..ddl import render
+
+        q = _quote(table)
+        new_name = REBUILD_PREFIX + table
+        old_columns = {row[1]: row for row in conn.exec_driver_sql(f"PRAGMA table_info({q})")}
+        dropping = {c.column for c in changes if c.kind is ChangeKind.DROP_COLUMN}
+        dropping_indexes = {c.name for c in changes if c.kind is ChangeKind.DROP_INDEX}
+
+        scratch = MetaData()
+        for model_table in metadata.sorted_tables:
+            model_table.to_metadata(scratch)
+        target = scratch.tables[table]
+        for name, (_, _, decl, notnull, default, _pk) in old_columns.items():
+            if name not in target.c and name not in dropping:
+                # A column the models no longer have is kept as the database declares it.
+                target.append_column(
+                    Column(
+                        name,
+                        _declared_type(decl),
+                        nullable=not notnull,
+                        server_default=text(default) if default is not None else None,
+                    )
+                )
+        create = str(CreateTable(target).compile(dialect=conn.dialect)).strip()
+        prefix = f"CREATE TABLE {conn.dialect.identifier_preparer.format_table(target)} "
+        if not create.startswith(prefix):
+            raise RuntimeError(f"unexpected CREATE TABLE for {table}: {create[:80]}")
+        create = f"CREATE TABLE {_quote(new_name)} " + create[len(prefix) :]
+
+        copied = [c.name for c in target.columns if c.name in old_columns]
+        cols = ", ".join(_quote(c) for c in copied)
+        master: Sequence[Any] = conn.exec_driver_sql(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+            " ORDER BY rowid"
+        ).all()
+        views = [(name, ddl) for type_, name, _, ddl in master if type_ == "view"]
+        triggers = [ddl for type_, _, tbl, ddl in master if type_ == "trigger" and tbl == table]
+        kept_columns = set(copied) | {c.name for c in target.columns}
+        indexes = []
+        for type_, name, tbl, ddl in master:
+            if type_ != "index" or tbl != table or name in dropping_indexes:
+                continue
+            index_cols = {r[2] for r in conn.exec_driver_sql(f"PRAGMA index_info({_quote(name)})")}
+            if index_cols <= kept_columns:
+                indexes.append(ddl)
+        sequence = self._sequence(conn, table)
+
+        sql: list[str] = [f"DROP VIEW {_quote(name)}" for name, _ in views]
+        sql += [
+            create,
+            f"INSERT INTO {_quote(new_name)} ({cols}) SELECT {cols} FROM {q}",
+            f"DROP TABLE {q}",
+            # Legacy rename leaves other tables' triggers alone instead of failing on them.
+            "PRAGMA legacy_alter_table=ON",
+            f"ALTER TABLE {_quote(new_name)} RENAME TO {q}",
+            "PRAGMA legacy_alter_table=OFF",
+        ]
+        sql += indexes
+        for change in changes:
+            if change.kind is ChangeKind.ADD_INDEX:
+                sql += render(conn.dialect, change.op)
+        sql += triggers
+        sql += [view_sql for _, view_sql in views]
+        if sequence is not None:
+            sql.append(f"UPDATE sqlite_sequence SET seq = {int(sequence)} WHERE name = '{table}'")
+        rows = conn.exec_driver_sql(f"SELECT count(*) FROM {q}").scalar_one()
+        summary = "; ".join(c.description for c in changes)
+        return Operation(
+            kind="rebuild_table",
+            table=table,
+            description=f"rebuild table {table}: {summary}",
+            sql=tuple(sql),
+            changes=tuple(changes),
+            reversible=not any(c.destructive for c in changes),
+            rebuilt_rows=int(rows),
+        )
+
+    @staticmethod
+    def _sequence(conn: Connection, table: str) -> int | None:
+        has = conn.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='sqlite_sequence'"
+        ).first()
+        if not has:
+            return None
+        row = conn.exec_driver_sql(
+            "SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)
+        ).first()
+        return int(row[0]) if row else None
+
+    def backup_to(self, conn: Connection, destination: Path) -> None:
+        if self.path is None:
+            raise RuntimeError("an in-memory database has nothing to back up")
+        # Our connection holds the write lock (BEGIN IMMEDIATE): no writer can slip in, and a
+        # second, read-only connection can copy through the backup API, WAL included.
+        source = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.busy_timeout_s)
+        with closing(source), closing(sqlite3.connect(destination)) as target:
+            source.backup(target)
+        fd = os.open(destination, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def check_backup(self, path: Path) -> None:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as copy:
+            result = copy.execute("PRAGMA quick_check").fetchone()
+        if not result or result[0] != "ok":
+            raise RuntimeError(f"backup {path} failed its integrity check: {result}")
+
+    def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
+        problems = [
+            f"quick_check: {row[0]}"
+            for row in conn.exec_driver_sql("PRAGMA quick_check")
+            if row[0] != "ok"
+        ]
+        rebuilt = {op.table: op.rebuilt_rows for op in operations if op.rebuilt_rows is not None}
+        touched = set(rebuilt) | {op.table for op in operations}
+        tables = [
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        for table in tables:
+            refs = {r[2] for r in conn.exec_driver_sql(f"PRAGMA foreign_key_list({_quote(table)})")}
+            if table in touched or refs & touched:
+                for row in conn.exec_driver_sql(f"PRAGMA foreign_key_check({_quote(table)})"):
+                    problems.append(
+                        f"foreign key violation: {row[0]} rowid {row[1]} references {row[2]}"
+                    )
+        for table, expected in rebuilt.items():
+            actual = conn.exec_driver_sql(f"SELECT count(*) FROM {_quote(table)}").scalar_one()
+            if actual != expected:
+                problems.append(f"table {table}: {actual} rows after rebuild, {expected} before")
+        leftovers = [t for t in tables if t.startswith(REBUILD_PREFIX)]
+        problems += [f"temporary table {t} left behind" for t in leftovers]
+        return problems
+
+    @contextmanager
+    def time_limit(self, conn: Connection, seconds: float) -> Iterator[None]:
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        deadline = time.monotonic() + seconds
+
+        def past_deadline() -> int:
+            return 1 if time.monotonic() > deadline else 0
+
+        dbapi.set_progress_handler(past_deadline, TIME_CHECK_EVERY_VM_STEPS)
+        try:
+            yield
+        finally:
+            dbapi.set_progress_handler(None, 0)
+
+
+def _declared_type(declared: str) -> Any:
+    """A type that renders exactly as the database declared it."""
+    from sqlalchemy.types import UserDefinedType
+
+    class Declared(UserDefinedType[Any]):
+        cache_ok = True
+
+        def get_col_spec(self, **kw: Any) -> str:
+            return declared
+
+    return Declared()

@@ -1,0 +1,248 @@
+"""The command line: run (default), check, plan, history, locks; exit codes from errors.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ExitCode, MigrateError, exit_code_for
+from .settings import Settings, load_settings
+
+COMMANDS = ("run", "check", "plan", "history", "locks")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    s = argparse.SUPPRESS
+    add = parser.add_argument
+    add("--db-url", dest="db_url", default=s, help="SQLAlchemy database URL")
+    add("--db-path", dest="db_path", default=s, type=Path, help="SQLite database file")
+    add("--base-dir", dest="base_dir", default=s, type=Path, help="base directory")
+    add("--config", dest="config_file", default=s, type=Path, help="TOML config file")
+    add(
+        "--models",
+        dest="models",
+        action="append",
+        default=s,
+        metavar="MODULE:ATTR",
+        help="models to migrate to (repeatable); replaces the entry points",
+    )
+    add(
+        "--ignore-table",
+        dest="ignore_tables",
+        action="append",
+        default=s,
+        metavar="GLOB",
+        help="leave matching tables out of the comparison (repeatable)",
+    )
+    add(
+        "--backup",
+        dest="backup",
+        action=argparse.BooleanOptionalAction,
+        default=s,
+        help="back up before any change",
+    )
+    add("--backup-dir", dest="backup_dir", default=s, type=Path, help="backup directory")
+    add(
+        "--migration-timeout",
+        dest="migration_timeout",
+        default=s,
+        metavar="MS",
+        help="time limit for applying, in milliseconds",
+    )
+    add(
+        "--lock-timeout",
+        dest="lock_timeout",
+        default=s,
+        metavar="MS",
+        help="how long to wait for the migration lock, in milliseconds",
+    )
+    add(
+        "--allow-destructive",
+        dest="allow_destructive",
+        action="store_const",
+        const=True,
+        default=s,
+        help="drop tables and columns the models no longer have",
+    )
+    add(
+        "--dry-run",
+        dest="dry_run",
+        action="store_const",
+        const=True,
+        default=s,
+        help="plan and report, write nothing",
+    )
+    add("--log-level", dest="log_level", default=s, help="TRACE ... CRITICAL")
+    add("--log-format", dest="log_format", default=s, help="text or json")
+    add(
+        "--json",
+        dest="json",
+        action="store_true",
+        default=s,
+        help="print one JSON document on stdout",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; options are accepted before or after the command."""
+    parser = argparse.ArgumentParser(
+        prog="orchestrator-migrate",
+        description="Bring a SQL database in step with its SQLAlchemy models, safely.",
+    )
+    _common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    helps = {
+        "run": "migrate the database if needed (the default)",
+        "check": "exit 0 when up to date, 1 when a migration is needed; writes nothing",
+        "plan": "show what a run would do; writes nothing",
+        "history": "show the recorded runs",
+        "locks": "show who holds the migration lock",
+    }
+    for name in COMMANDS:
+        cmd = sub.add_parser(name, help=helps[name], description=helps[name])
+        _common(cmd)
+        if name == "plan":
+            cmd.add_argument("--sql", action="store_true", help="print the SQL statements")
+        if name == "history":
+            cmd.add_argument("--limit", type=int, default=20, help="newest N runs (default 20)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    command = args.pop("command", None) or "run"
+    as_json = bool(args.pop("json", False))
+    extra: dict[str, Any] = {k: args.pop(k) for k in ("sql", "limit") if k in args}
+    try:
+        settings = load_settings(args)
+    except MigrateError as exc:
+        return _fail(exc, as_json)
+
+    from .logs import configure
+
+    configure(settings.log_level, settings.log_format)
+    try:
+        return _COMMANDS[command](settings, as_json, extra)
+    except MigrateError as exc:
+        return _fail(exc, as_json)
+    except Exception as exc:  # unexpected: one line for humans, details at DEBUG
+        from loguru import logger
+
+        logger.opt(exception=exc).debug("Unexpected error")
+        return _fail(exc, as_json)
+
+
+def _fail(exc: BaseException, as_json: bool) -> int:
+    code = exit_code_for(exc)
+    message = str(exc) or type(exc).__name__
+    if not isinstance(exc, MigrateError):
+        message = f"{type(exc).__name__}: {message.splitlines()[0]}"
+    if as_json:
+        _print_json({"success": False, "exit_code": int(code), "error_message": message})
+    print(f"orchestrator-migrate: error: {message}", file=sys.stderr)
+    return int(code)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _run(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .api import migrate
+
+    result = migrate(settings)
+    if as_json:
+        _print_json(result.to_dict())
+    return int(ExitCode.OK)
+
+
+def _check(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .api import check
+
+    result = check(settings)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        if result.migration_needed:
+            print(f"Migration needed: {len(result.plan.operations)} operations")
+            for op in result.plan.operations:
+                print(f"  - {op.description}")
+        else:
+            print("Database schema is up to date")
+        for change in result.plan.retained:
+            print(f"  kept (not in the models): {change.description}")
+    return int(ExitCode.MIGRATION_NEEDED if result.migration_needed else ExitCode.OK)
+
+
+def _plan(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .api import check
+
+    plan = check(settings).plan
+    if as_json:
+        _print_json(plan.to_dict())
+    elif extra.get("sql"):
+        for statement in plan.sql:
+            print(statement.rstrip() + ";\n")
+    else:
+        if plan.empty:
+            print("Nothing to do: the database matches the models")
+        for number, op in enumerate(plan.operations, 1):
+            flags = [] if op.reversible else ["irreversible"]
+            flags += ["destructive"] if op.destructive else []
+            suffix = f"  [{', '.join(flags)}]" if flags else ""
+            print(f"{number}. {op.description}{suffix}")
+        for change in plan.retained:
+            print(f"kept (not in the models): {change.description}")
+    return int(ExitCode.OK)
+
+
+def _history(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .api import history
+
+    entries = history(settings, limit=extra.get("limit"))
+    if as_json:
+        _print_json([e.to_dict() for e in entries])
+        return int(ExitCode.OK)
+    if not entries:
+        print("No recorded runs")
+    for e in entries:
+        backup = f" backup {e.backup_id}" if e.backup_id else ""
+        print(
+            f"#{e.id} {e.started_at} {e.outcome} {len(e.operations)} operations"
+            f" in {e.duration_ms}ms{backup} (host {e.host} pid {e.pid})"
+        )
+        for op in e.operations:
+            print(f"    - {op['description']}")
+        if e.error:
+            print(f"    error: {e.error}")
+    return int(ExitCode.OK)
+
+
+def _locks(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .backends import backend_for
+
+    backend = backend_for(settings.database_url())
+    lock = backend.lock(settings.lock_timeout / 1000, settings.lock_name)
+    holder = lock.current_holder()
+    if as_json:
+        _print_json(
+            {
+                "lock": lock.name,
+                "held": holder is not None,
+                "holder": None if holder is None else holder.__dict__,
+            }
+        )
+    elif holder is None:
+        print(f"Migration lock {lock.name} is free")
+    else:
+        print(f"Migration lock {lock.name} is held by {holder.describe()}")
+    return int(ExitCode.OK)
+
+
+_COMMANDS = {"run": _run, "check": _check, "plan": _plan, "history": _history, "locks": _locks}

@@ -1,0 +1,36 @@
+"""SQL text for Alembic operations, rendered offline so that the plan holds the exact statements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic.operations import Operations
+from alembic.operations.ops import MigrateOperation
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Dialect
+
+
+class _Collector:
+    """An output buffer that keeps each statement Alembic writes."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def write(self, text: str) -> None:
+        stmt = text.strip()
+        if stmt.endswith(";"):
+            stmt = stmt[:-1].rstrip()
+        if stmt:
+            self.statements.append(stmt)
+
+    def flush(self) -> None:
+        pass
+
+
+def render(dialect: Dialect, op: MigrateOperation) -> list[str]:
+    """The statements Alembic would execute for op on dialect."""
+    out = _Collector()
+    opts: dict[str, Any] = {"as_sql": True, "output_buffer": out, "literal_binds": True}
+    context = MigrationContext.configure(dialect=dialect, opts=opts)
+    Operations(context).invoke(op)
+    return out.statements

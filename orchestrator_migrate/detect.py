@@ -1,0 +1,183 @@
+"""Detect: Alembic's autogenerate comparison, turned into typed Changes."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from alembic.autogenerate import produce_migrations
+from alembic.operations import ops
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection
+
+from .plan import Change, ChangeKind
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+OWN_TABLES = frozenset({"orchestrator_migrate_history", "orchestrator_migrate_state"})
+
+
+def diff(
+    conn: Connection,
+    metadata: MetaData,
+    backend: Backend,
+    ignore_tables: Sequence[str] = (),
+) -> list[Change]:
+    """Every difference between the database on conn and metadata, in Alembic's order."""
+
+    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+        if type_ == "table" and name is not None:
+            return not ignored(name, ignore_tables)
+        return True
+
+    def compare_type(
+        context: Any,
+        inspected_column: Any,
+        metadata_column: Any,
+        inspected_type: Any,
+        metadata_type: Any,
+    ) -> bool:
+        return backend.types_differ(inspected_type, metadata_type)
+
+    context = MigrationContext.configure(
+        conn,
+        opts={
+            "compare_type": compare_type,
+            "compare_server_default": False,
+            "include_name": include_name,
+        },
+    )
+    script = produce_migrations(context, metadata)
+    upgrade = script.upgrade_ops
+    assert upgrade is not None
+    return list(_changes(upgrade.ops, metadata))
+
+
+def ignored(table: str, patterns: Sequence[str]) -> bool:
+    """Whether a table is left out of the comparison (ours, or matched by IGNORE_TABLES)."""
+    return table in OWN_TABLES or any(fnmatch.fnmatchcase(table, p) for p in patterns)
+
+
+def _changes(operations: Iterable[ops.MigrateOperation], metadata: MetaData) -> Iterable[Change]:
+    for op in operations:
+        if isinstance(op, ops.ModifyTableOps):
+            yield from _changes(op.ops, metadata)
+        elif isinstance(op, ops.CreateTableOp):
+            yield Change(
+                ChangeKind.ADD_TABLE, op.table_name, f"create table {op.table_name}", op=op
+            )
+        elif isinstance(op, ops.DropTableOp):
+            yield Change(ChangeKind.DROP_TABLE, op.table_name, f"table {op.table_name}", op=op)
+        elif isinstance(op, ops.AddColumnOp):
+            col = op.column
+            nullable = "" if col.nullable else " NOT NULL"
+            default = (
+                f" DEFAULT {_default_text(col.server_default)}"
+                if col.server_default is not None
+                else ""
+            )
+            yield Change(
+                ChangeKind.ADD_COLUMN,
+                op.table_name,
+                f"add column {op.table_name}.{col.name} {col.type}{nullable}{default}",
+                column=col.name,
+                op=op,
+            )
+        elif isinstance(op, ops.DropColumnOp):
+            yield Change(
+                ChangeKind.DROP_COLUMN,
+                op.table_name,
+                f"column {op.table_name}.{op.column_name}",
+                column=op.column_name,
+                op=op,
+            )
+        elif isinstance(op, ops.AlterColumnOp):
+            yield from _alter_changes(op, metadata)
+        elif isinstance(op, ops.CreateIndexOp):
+            yield Change(
+                ChangeKind.ADD_INDEX,
+                op.table_name,
+                f"create {'unique ' if op.unique else ''}index {op.index_name} on"
+                f" {op.table_name} ({', '.join(_names(op.columns))})",
+                name=_name(op.index_name),
+                op=op,
+            )
+        elif isinstance(op, ops.DropIndexOp):
+            yield Change(
+                ChangeKind.DROP_INDEX,
+                op.table_name or "",
+                f"drop index {op.index_name} on {op.table_name}",
+                name=_name(op.index_name),
+                op=op,
+            )
+        elif isinstance(op, ops.CreateUniqueConstraintOp):
+            yield Change(
+                ChangeKind.ADD_UNIQUE,
+                op.table_name,
+                f"add unique constraint on {op.table_name} ({', '.join(op.columns)})",
+                name=_name(op.constraint_name),
+                op=op,
+            )
+        elif isinstance(op, ops.CreateForeignKeyOp):
+            yield Change(
+                ChangeKind.ADD_FK,
+                op.source_table,
+                f"add foreign key {op.source_table} ({', '.join(op.local_cols)}) ->"
+                f" {op.referent_table} ({', '.join(op.remote_cols)})",
+                name=_name(op.constraint_name),
+                op=op,
+            )
+        elif isinstance(op, ops.DropConstraintOp):
+            kind = (
+                ChangeKind.DROP_FK if op.constraint_type == "foreignkey" else ChangeKind.DROP_UNIQUE
+            )
+            what = "foreign key" if kind is ChangeKind.DROP_FK else "unique constraint"
+            label = op.constraint_name or _constraint_columns(op)
+            yield Change(
+                kind,
+                op.table_name,
+                f"drop {what} {label} on {op.table_name}",
+                name=_name(op.constraint_name),
+                op=op,
+            )
+
+
+def _alter_changes(op: ops.AlterColumnOp, metadata: MetaData) -> Iterable[Change]:
+    table = metadata.tables.get(op.table_name)
+    column = table.c.get(op.column_name) if table is not None else None
+    where = f"{op.table_name}.{op.column_name}"
+    if op.modify_type is not None:
+        yield Change(
+            ChangeKind.ALTER_TYPE,
+            op.table_name,
+            f"change type of {where} from {op.existing_type} to {op.modify_type}",
+            column=op.column_name,
+            op=op,
+        )
+    if op.modify_nullable is not None and not (column is not None and column.primary_key):
+        kind = ChangeKind.DROP_NOT_NULL if op.modify_nullable else ChangeKind.SET_NOT_NULL
+        text = "drop NOT NULL on" if op.modify_nullable else "set NOT NULL on"
+        yield Change(kind, op.table_name, f"{text} {where}", column=op.column_name, op=op)
+
+
+def _name(name: Any) -> str | None:
+    return name if isinstance(name, str) else None
+
+
+def _names(columns: Iterable[Any]) -> list[str]:
+    return [getattr(c, "name", None) or str(c) for c in columns]
+
+
+def _constraint_columns(op: ops.DropConstraintOp) -> str:
+    original = op._reverse.to_constraint() if op._reverse is not None else None
+    cols = [c.name for c in getattr(original, "columns", ())]
+    return f"({', '.join(cols)})"
+
+
+def _default_text(default: Any) -> str:
+    arg = getattr(default, "arg", default)
+    text = getattr(arg, "text", None)
+    return text if isinstance(text, str) else repr(arg)

@@ -1,0 +1,68 @@
+"""Typed errors, each mapped to one exit code in one table."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of the CLI; documented in the README."""
+
+    OK = 0
+    MIGRATION_NEEDED = 1
+    USAGE = 2
+    LOCK_TIMEOUT = 3
+    REFUSED = 4
+    FAILED_RESTORED = 5
+    FAILED_NOT_RESTORED = 6
+
+
+class MigrateError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.FAILED_NOT_RESTORED
+
+
+class ConfigError(MigrateError):
+    """A setting, config file or CLI flag is invalid; nothing was touched."""
+
+    exit_code = ExitCode.USAGE
+
+
+class TargetError(ConfigError):
+    """A models reference does not import, is not a MetaData, or clashes with another."""
+
+
+class LockTimeout(MigrateError):
+    """The migration lock was not acquired within LOCK_TIMEOUT."""
+
+    exit_code = ExitCode.LOCK_TIMEOUT
+
+    def __init__(self, message: str, lock_file: str | None = None) -> None:
+        super().__init__(message)
+        self.lock_file = lock_file
+
+
+class RefusedChange(MigrateError):
+    """The run was refused before any change: destructive, too slow, or a pre-check failed."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class MigrationFailed(MigrateError):
+    """Applying or verifying failed and the database was restored to its previous state."""
+
+    exit_code = ExitCode.FAILED_RESTORED
+
+
+class MigrationFailedNotRestored(MigrateError):
+    """Applying failed and the database could not be shown to be as it was before."""
+
+    exit_code = ExitCode.FAILED_NOT_RESTORED
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit code the CLI uses for an error."""
+    if isinstance(error, MigrateError):
+        return error.exit_code
+    return ExitCode.FAILED_NOT_RESTORED

@@ -1,0 +1,159 @@
+"""History: one row per run that changed something or failed, and the last verified state."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy.engine import Connection
+
+HISTORY_TABLE = "orchestrator_migrate_history"
+STATE_TABLE = "orchestrator_migrate_state"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One recorded run."""
+
+    started_at: str
+    finished_at: str
+    outcome: str
+    operations: list[dict[str, Any]]
+    sql: list[str]
+    models_fingerprint: str
+    fingerprint_before: str
+    fingerprint_after: str | None
+    backup_id: str | None
+    duration_ms: int
+    host: str
+    pid: int
+    version: str
+    error: str | None = None
+    estimate_ms: int | None = None
+    objects: dict[str, list[str]] = field(default_factory=dict)
+    id: int | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description."""
+        return asdict(self)
+
+
+def _tables() -> tuple[Table, Table]:
+    metadata = MetaData()
+    history = Table(
+        HISTORY_TABLE,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("started_at", String(40), nullable=False),
+        Column("finished_at", String(40), nullable=False),
+        Column("outcome", String(32), nullable=False),
+        Column("operations", Text, nullable=False),
+        Column("sql", Text, nullable=False),
+        Column("models_fingerprint", String(64), nullable=False),
+        Column("fingerprint_before", String(64), nullable=False),
+        Column("fingerprint_after", String(64)),
+        Column("backup_id", String(255)),
+        Column("duration_ms", Integer, nullable=False),
+        Column("estimate_ms", Integer),
+        Column("host", String(255), nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("version", String(40), nullable=False),
+        Column("error", Text),
+        Column("objects", Text, nullable=False),
+    )
+    state = Table(
+        STATE_TABLE,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("models_fingerprint", String(64), nullable=False),
+        Column("schema_fingerprint", String(64), nullable=False),
+        Column("objects", Text, nullable=False),
+    )
+    return history, state
+
+
+class Recorder:
+    """Reads and writes the history and state tables on a connection it is given."""
+
+    def __init__(self) -> None:
+        self.history, self.state = _tables()
+
+    def ensure(self, conn: Connection) -> None:
+        """Create the tables when missing."""
+        self.history.create(conn, checkfirst=True)
+        self.state.create(conn, checkfirst=True)
+
+    def exists(self, conn: Connection) -> bool:
+        """Whether the history table exists."""
+        return bool(conn.dialect.has_table(conn, HISTORY_TABLE))
+
+    def record(self, conn: Connection, entry: HistoryEntry) -> int:
+        """Insert one history row; returns its id."""
+        values = asdict(entry)
+        values.pop("id")
+        values["operations"] = json.dumps(entry.operations)
+        values["sql"] = json.dumps(entry.sql)
+        values["objects"] = json.dumps(entry.objects)
+        result = conn.execute(insert(self.history).values(**values))
+        key = result.inserted_primary_key
+        return int(key[0]) if key else 0
+
+    def entries(self, conn: Connection, limit: int | None = None) -> list[HistoryEntry]:
+        """The newest entries first."""
+        if not self.exists(conn):
+            return []
+        query = select(self.history).order_by(self.history.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        found = []
+        for row in conn.execute(query).mappings():
+            values = dict(row)
+            values["operations"] = json.loads(values["operations"])
+            values["sql"] = json.loads(values["sql"])
+            values["objects"] = json.loads(values["objects"])
+            found.append(HistoryEntry(**values))
+        return found
+
+    def verified_state(self, conn: Connection) -> tuple[str, str] | None:
+        """(models fingerprint, schema fingerprint) last verified to match, if any."""
+        if not conn.dialect.has_table(conn, STATE_TABLE):
+            return None
+        row = conn.execute(select(self.state).where(self.state.c.id == 1)).first()
+        return (row.models_fingerprint, row.schema_fingerprint) if row else None
+
+    def owned(self, conn: Connection) -> dict[str, set[str]]:
+        """Every table, column and index a target has defined while this tool watched."""
+        found: dict[str, set[str]] = {}
+        rows: list[str] = []
+        if conn.dialect.has_table(conn, STATE_TABLE):
+            rows += [r[0] for r in conn.execute(select(self.state.c.objects))]
+        if self.exists(conn):
+            rows += [r[0] for r in conn.execute(select(self.history.c.objects))]
+        for raw in rows:
+            for kind, names in json.loads(raw).items():
+                found.setdefault(kind, set()).update(names)
+        return found
+
+    def save_state(
+        self,
+        conn: Connection,
+        models_fingerprint: str,
+        schema_fingerprint: str,
+        objects: dict[str, list[str]],
+    ) -> None:
+        """Remember that these models and this schema match, and that the objects are ours."""
+        self.ensure(conn)
+        merged = {kind: set(names) for kind, names in objects.items()}
+        for kind, names in self.owned(conn).items():
+            merged.setdefault(kind, set()).update(names)
+        conn.execute(self.state.delete())
+        conn.execute(
+            insert(self.state).values(
+                id=1,
+                models_fingerprint=models_fingerprint,
+                schema_fingerprint=schema_fingerprint,
+                objects=json.dumps({kind: sorted(names) for kind, names in merged.items()}),
+            )
+        )

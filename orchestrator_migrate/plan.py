@@ -1,0 +1,117 @@
+"""The plan: typed changes (what differs) grouped into operations (the SQL that fixes it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ChangeKind(StrEnum):
+    """One kind of difference between the models and the database."""
+
+    ADD_TABLE = "add_table"
+    DROP_TABLE = "drop_table"
+    ADD_COLUMN = "add_column"
+    DROP_COLUMN = "drop_column"
+    ALTER_TYPE = "alter_type"
+    SET_NOT_NULL = "set_not_null"
+    DROP_NOT_NULL = "drop_not_null"
+    ADD_INDEX = "add_index"
+    DROP_INDEX = "drop_index"
+    ADD_UNIQUE = "add_unique"
+    DROP_UNIQUE = "drop_unique"
+    ADD_FK = "add_foreign_key"
+    DROP_FK = "drop_foreign_key"
+
+
+DESTRUCTIVE_KINDS = frozenset({ChangeKind.DROP_TABLE, ChangeKind.DROP_COLUMN})
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference found by the comparison, described for humans."""
+
+    kind: ChangeKind
+    table: str
+    description: str
+    column: str | None = None
+    name: str | None = None
+    op: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def destructive(self) -> bool:
+        """Whether applying it removes data."""
+        return self.kind in DESTRUCTIVE_KINDS
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description."""
+        return {
+            "kind": self.kind.value,
+            "table": self.table,
+            "column": self.column,
+            "name": self.name,
+            "description": self.description,
+            "destructive": self.destructive,
+        }
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One executable step of a plan: the changes it carries and the SQL it runs."""
+
+    kind: str
+    table: str
+    description: str
+    sql: tuple[str, ...]
+    changes: tuple[Change, ...]
+    reversible: bool
+    reverse_sql: tuple[str, ...] = ()
+    rebuilt_rows: int | None = None
+
+    @property
+    def destructive(self) -> bool:
+        """Whether any change it carries removes data."""
+        return any(change.destructive for change in self.changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description."""
+        return {
+            "kind": self.kind,
+            "table": self.table,
+            "description": self.description,
+            "sql": list(self.sql),
+            "reversible": self.reversible,
+            "destructive": self.destructive,
+            "changes": [change.to_dict() for change in self.changes],
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Ordered operations to run, and what the database has that the models do not (kept)."""
+
+    operations: tuple[Operation, ...] = ()
+    retained: tuple[Change, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to apply."""
+        return not self.operations
+
+    @property
+    def sql(self) -> list[str]:
+        """Every statement in execution order."""
+        return [stmt for op in self.operations for stmt in op.sql]
+
+    @property
+    def changes(self) -> list[Change]:
+        """Every change the operations carry."""
+        return [change for op in self.operations for change in op.changes]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description."""
+        return {
+            "operations": [op.to_dict() for op in self.operations],
+            "retained": [change.to_dict() for change in self.retained],
+        }
