@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,12 +11,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
+from .filters import ignored
 from .plan import Change, ChangeKind
 
 if TYPE_CHECKING:
     from .backends.base import Backend
-
-OWN_TABLES = frozenset({"orchestrator_migrate_history", "orchestrator_migrate_state"})
 
 
 def diff(
@@ -54,11 +52,6 @@ def diff(
     upgrade = script.upgrade_ops
     assert upgrade is not None
     return list(_changes(upgrade.ops, metadata))
-
-
-def ignored(table: str, patterns: Sequence[str]) -> bool:
-    """Whether a table is left out of the comparison (ours, or matched by IGNORE_TABLES)."""
-    return table in OWN_TABLES or any(fnmatch.fnmatchcase(table, p) for p in patterns)
 
 
 def _changes(operations: Iterable[ops.MigrateOperation], metadata: MetaData) -> Iterable[Change]:

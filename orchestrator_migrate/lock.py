@@ -90,12 +90,14 @@ class MigrationLock(ABC):
                     break
         self._held = True
         self._write_lease(Lease.mine())
+        logger.debug("Acquired migration lock {}", self.name)
 
     def release(self) -> None:
         """Give the lock up (no-op when not held)."""
         if self._held:
             self._held = False
             self._release()
+            logger.debug("Released migration lock {}", self.name)
 
     def current_holder(self) -> Lease | None:
         """The live holder, or None when the lock is free (probes without waiting)."""

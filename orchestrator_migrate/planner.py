@@ -6,7 +6,6 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
 from .backends.base import Backend
-from .detect import diff
 from .history import Recorder
 from .plan import Change, ChangeKind, Plan
 from .settings import Settings
@@ -20,6 +19,8 @@ def build_plan(
     recorder: Recorder,
 ) -> Plan:
     """The plan that brings the database on conn to the models, computed before any write."""
+    from .detect import diff  # Alembic loads only when the fast path did not suffice
+
     changes = diff(conn, metadata, backend, settings.ignore_tables)
     owned = recorder.owned(conn) if changes else {}
     apply: list[Change] = []

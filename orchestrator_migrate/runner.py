@@ -122,7 +122,12 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
         tx = conn.begin()
         fp_before = backend.fingerprint(conn, settings.ignore_tables)
         try:
-            plan = run.plan(conn)  # again: another process may have just done the work
+            # Again, under the lock: another process may have just done the work.
+            if run.recorder.verified_state(conn) == (models_fp, fp_before):
+                tx.commit()
+                logger.info("Database schema is up to date")
+                return MigrationResult(Outcome.UP_TO_DATE, plan, _ms(started))
+            plan = run.plan(conn)
             if plan.empty:
                 run.recorder.save_state(conn, models_fp, fp_before, _owned_objects(run.metadata))
                 tx.commit()
@@ -198,7 +203,7 @@ def _has_tables(conn: Connection, ignore: list[str]) -> bool:
     """Whether the database holds any table but ours: an empty one needs no backup."""
     from sqlalchemy import inspect
 
-    from .detect import ignored
+    from .filters import ignored
 
     return any(not ignored(name, ignore) for name in inspect(conn).get_table_names())
 

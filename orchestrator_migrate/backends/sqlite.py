@@ -16,7 +16,7 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.schema import CreateTable
 
-from ..detect import ignored
+from ..filters import ignored
 from ..lock import FileMigrationLock, MigrationLock, ProcessLocalLock
 from ..plan import Change, ChangeKind, Operation
 

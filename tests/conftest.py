@@ -1,0 +1,132 @@
+"""Shared fixtures: real SQLite files, real model modules, the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PREFIX = "MCP_TASK_ORCHESTRATOR_"
+
+
+@dataclass
+class CliResult:
+    """A finished CLI process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class Workspace:
+    """A base dir with a models folder on PYTHONPATH and helpers to run the CLI against it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.models_dir = root / "models_src"
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = root / ".task_orchestrator" / "task_orchestrator.db"
+        self.backup_dir = root / ".task_orchestrator" / "backups"
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.db_path}"
+
+    def write_models(self, module: str, source: str) -> str:
+        """Write a models module; returns its MODULE:md reference (the module defines md)."""
+        (self.models_dir / f"{module}.py").write_text(textwrap.dedent(source))
+        return f"{module}:md"
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(self.models_dir), env.get("PYTHONPATH", "")]
+        ).rstrip(os.pathsep)
+        env[PREFIX + "BASE_DIR"] = str(self.root)
+        env.update(extra or {})
+        return env
+
+    def cli(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+    ) -> CliResult:
+        """Run `python -m orchestrator_migrate ARGS` in the workspace."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrator_migrate", *args],
+            cwd=self.root,
+            env=self.env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start the CLI without waiting."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "orchestrator_migrate", *args],
+            cwd=self.root,
+            env=self.env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement on the database file and return its rows."""
+        with sqlite3.connect(self.db_path) as conn:
+            rows = conn.execute(statement, params).fetchall()
+        conn.close()
+        return rows
+
+    def script(self, script: str) -> None:
+        """Run several statements on the database file."""
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.db_path)
+        try:
+            conn.executescript(script)
+            conn.commit()
+        finally:
+            conn.close()
+
+    def dump(self) -> list[str]:
+        """The whole database as SQL, for before/after equality."""
+        conn = sqlite3.connect(self.db_path)
+        try:
+            return list(conn.iterdump())
+        finally:
+            conn.close()
+
+    def backups(self) -> list[Path]:
+        if not self.backup_dir.is_dir():
+            return []
+        return sorted(p for p in self.backup_dir.iterdir() if p.name.startswith("backup_"))
+
+    def history_rows(self) -> list[tuple[Any, ...]]:
+        return self.sql("SELECT id, outcome, backup_id, error FROM orchestrator_migrate_history")
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path)
+
+
+WriteModels = Callable[[str, str], str]
