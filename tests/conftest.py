@@ -130,3 +130,44 @@ def ws(tmp_path: Path) -> Workspace:
 
 
 WriteModels = Callable[[str, str], str]
+
+
+PG_ADMIN_URL = os.environ.get(
+    "OM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+MYSQL_ADMIN_URL = os.environ.get("OM_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+def _scratch_database(admin_url: str, kind: str):
+    """Create a database of its own for one test; drop it afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"om_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"{kind} server not reachable at {admin_url}: {exc}")
+    url = sa.engine.make_url(admin_url).set(database=name)
+    try:
+        yield url
+    finally:
+        with engine.connect() as conn:
+            if kind == "postgresql":
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            else:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_url():
+    yield from _scratch_database(PG_ADMIN_URL, "postgresql")
+
+
+@pytest.fixture
+def mysql_url():
+    yield from _scratch_database(MYSQL_ADMIN_URL, "mysql")

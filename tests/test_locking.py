@@ -103,7 +103,10 @@ def test_racers_on_an_up_to_date_database_never_take_the_lock(ws):
     lock = FileMigrationLock(ws.db_path.with_name(ws.db_path.name + ".lock"), timeout_s=5)
     lock.acquire()
     try:
-        env = {"MCP_TASK_ORCHESTRATOR_LOCK_TIMEOUT": "0", "MCP_TASK_ORCHESTRATOR_LOG_LEVEL": "DEBUG"}
+        env = {
+            "MCP_TASK_ORCHESTRATOR_LOCK_TIMEOUT": "0",
+            "MCP_TASK_ORCHESTRATOR_LOG_LEVEL": "DEBUG",
+        }
         results = race(ws, ["--models", ref], env)
     finally:
         lock.release()
