@@ -68,7 +68,7 @@ def race(ws, args: list[str], env: dict[str, str] | None = None) -> list[tuple[i
     go.touch()
     results = []
     for proc in procs:
-        out, err = proc.communicate(timeout=180)
+        _, err = proc.communicate(timeout=180)
         results.append((proc.returncode, err))
     return results
 

@@ -88,7 +88,7 @@ def test_the_server_releases_the_lock_of_a_killed_holder(server):
 
 
 def test_different_lock_names_do_not_block_each_other(server):
-    kind, url, cls = server
+    _, url, cls = server
     first, second = cls(url, "one", timeout_s=1), cls(url, "two", timeout_s=1)
     try:
         first.acquire()
