@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import inspect
+from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection
 
 from .plan import Change, ChangeKind, Plan
@@ -12,11 +12,13 @@ from .plan import Change, ChangeKind, Plan
 SAMPLE_KEYS = 5
 
 
-def refusals(conn: Connection, plan: Plan) -> list[str]:
+def refusals(conn: Connection, plan: Plan, metadata: MetaData) -> list[str]:
     """Why the plan cannot run on this data; empty when every change fits."""
     quote = conn.dialect.identifier_preparer.quote
     problems: list[str] = []
     for change in plan.changes:
+        if _backfilled(change, metadata):
+            continue  # the user answered for the NULLs with info={"backfill": ...}
         check = _CHECKS.get(change.kind)
         if check is not None:
             problem = check(conn, change, quote)
@@ -26,6 +28,14 @@ def refusals(conn: Connection, plan: Plan) -> list[str]:
 
 
 Quote = Callable[[str], str]
+
+
+def _backfilled(change: Change, metadata: MetaData) -> bool:
+    if change.kind not in (ChangeKind.SET_NOT_NULL, ChangeKind.ADD_COLUMN) or not change.column:
+        return False
+    table = metadata.tables.get(change.table)
+    column = table.c.get(change.column) if table is not None else None
+    return bool(column is not None and column.info.get("backfill"))
 
 
 def _keys(conn: Connection, table: str, where: str, quote: Quote) -> str:

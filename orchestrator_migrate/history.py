@@ -40,6 +40,15 @@ class HistoryEntry:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class State:
+    """The last verified match of models and schema, and what the schema keeps beyond them."""
+
+    models_fingerprint: str
+    schema_fingerprint: str
+    retained: list[str]
+
+
 def _tables() -> tuple[Table, Table]:
     metadata = MetaData()
     history = Table(
@@ -70,6 +79,7 @@ def _tables() -> tuple[Table, Table]:
         Column("models_fingerprint", String(64), nullable=False),
         Column("schema_fingerprint", String(64), nullable=False),
         Column("objects", Text, nullable=False),
+        Column("retained", Text, nullable=False),
     )
     return history, state
 
@@ -116,12 +126,33 @@ class Recorder:
             found.append(HistoryEntry(**values))
         return found
 
-    def verified_state(self, conn: Connection) -> tuple[str, str] | None:
-        """(models fingerprint, schema fingerprint) last verified to match, if any."""
+    def verified_state(self, conn: Connection) -> State | None:
+        """The models and schema fingerprints last verified to match, if any."""
         if not conn.dialect.has_table(conn, STATE_TABLE):
             return None
         row = conn.execute(select(self.state).where(self.state.c.id == 1)).first()
-        return (row.models_fingerprint, row.schema_fingerprint) if row else None
+        if row is None:
+            return None
+        return State(row.models_fingerprint, row.schema_fingerprint, json.loads(row.retained))
+
+    def matches(self, conn: Connection, models_fp: str, schema_fp: str) -> State | None:
+        """The verified state when it is exactly these models on exactly this schema."""
+        state = self.verified_state(conn)
+        if state and (state.models_fingerprint, state.schema_fingerprint) == (models_fp, schema_fp):
+            return state
+        return None
+
+    def ahead_of(self, conn: Connection, models_fp: str) -> str | None:
+        """Why the schema is ahead of these models: they were seen before and since superseded."""
+        state = self.verified_state(conn)
+        if state is None or state.models_fingerprint == models_fp:
+            return None
+        if models_fp not in self.owned(conn).get("models", set()):
+            return None
+        return (
+            "Database schema is ahead of these models: they were applied before and a later run"
+            " applied newer ones; not migrating back (use `rollback`, or `run --allow-downgrade`)"
+        )
 
     def owned(self, conn: Connection) -> dict[str, set[str]]:
         """Every table, column and index a target has defined while this tool watched."""
@@ -142,6 +173,7 @@ class Recorder:
         models_fingerprint: str,
         schema_fingerprint: str,
         objects: dict[str, list[str]],
+        retained: list[str],
     ) -> None:
         """Remember that these models and this schema match, and that the objects are ours."""
         self.ensure(conn)
@@ -155,5 +187,6 @@ class Recorder:
                 models_fingerprint=models_fingerprint,
                 schema_fingerprint=schema_fingerprint,
                 objects=json.dumps({kind: sorted(names) for kind, names in merged.items()}),
+                retained=json.dumps(retained),
             )
         )

@@ -23,9 +23,24 @@ class ChangeKind(StrEnum):
     DROP_UNIQUE = "drop_unique"
     ADD_FK = "add_foreign_key"
     DROP_FK = "drop_foreign_key"
+    RENAME_COLUMN = "rename_column"
+    RENAME_TABLE = "rename_table"
+    RETIRE_COLUMN = "retire_column"
+
+
+class Safety(StrEnum):
+    """How a change treats the data and the replicas still running the previous models."""
+
+    SAFE = "safe"
+    DATA_DEPENDENT = "data-dependent"
+    RETIRING = "retiring"
+    DESTRUCTIVE = "destructive"
 
 
 DESTRUCTIVE_KINDS = frozenset({ChangeKind.DROP_TABLE, ChangeKind.DROP_COLUMN})
+_DATA_DEPENDENT = frozenset(
+    {ChangeKind.SET_NOT_NULL, ChangeKind.ADD_UNIQUE, ChangeKind.ADD_FK, ChangeKind.ALTER_TYPE}
+)
 
 
 @dataclass(frozen=True)
@@ -38,11 +53,30 @@ class Change:
     column: str | None = None
     name: str | None = None
     op: Any = field(default=None, compare=False, repr=False)
+    rows: int | None = None
+    retained: bool = False
 
     @property
     def destructive(self) -> bool:
         """Whether applying it removes data."""
-        return self.kind in DESTRUCTIVE_KINDS
+        return self.kind in DESTRUCTIVE_KINDS and not self.retained
+
+    @property
+    def safety(self) -> Safety:
+        """The class shown by `plan`: safe, data-dependent, retiring or destructive."""
+        if self.kind in DESTRUCTIVE_KINDS:
+            return Safety.RETIRING if self.retained else Safety.DESTRUCTIVE
+        if self.kind is ChangeKind.RETIRE_COLUMN:
+            return Safety.RETIRING
+        if self.kind in _DATA_DEPENDENT:
+            return Safety.DATA_DEPENDENT
+        if self.kind is ChangeKind.ADD_INDEX and getattr(self.op, "unique", False):
+            return Safety.DATA_DEPENDENT
+        if self.kind is ChangeKind.ADD_COLUMN:
+            col = self.op.column
+            if not col.nullable and col.server_default is None:
+                return Safety.DATA_DEPENDENT
+        return Safety.SAFE
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -52,7 +86,9 @@ class Change:
             "column": self.column,
             "name": self.name,
             "description": self.description,
+            "safety": self.safety.value,
             "destructive": self.destructive,
+            "rows": self.rows,
         }
 
 
@@ -74,6 +110,12 @@ class Operation:
         """Whether any change it carries removes data."""
         return any(change.destructive for change in self.changes)
 
+    @property
+    def safety(self) -> Safety:
+        """The most demanding class among its changes."""
+        order = list(Safety)
+        return max((c.safety for c in self.changes), key=order.index, default=Safety.SAFE)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
         return {
@@ -82,6 +124,7 @@ class Operation:
             "description": self.description,
             "sql": list(self.sql),
             "reversible": self.reversible,
+            "safety": self.safety.value,
             "destructive": self.destructive,
             "changes": [change.to_dict() for change in self.changes],
         }
@@ -108,6 +151,11 @@ class Plan:
     def changes(self) -> list[Change]:
         """Every change the operations carry."""
         return [change for op in self.operations for change in op.changes]
+
+    @property
+    def retained_descriptions(self) -> list[str]:
+        """What the database keeps beyond the models, with counts."""
+        return [change.description for change in self.retained]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""

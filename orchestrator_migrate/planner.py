@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
 from .backends.base import Backend
+from .errors import RefusedChange
 from .history import Recorder
 from .plan import Change, ChangeKind, Plan
 from .settings import Settings
@@ -21,15 +25,19 @@ def build_plan(
     """The plan that brings the database on conn to the models, computed before any write."""
     from .detect import diff  # Alembic loads only when the fast path did not suffice
 
-    changes = diff(conn, metadata, backend, settings.ignore_tables)
+    changes = _renames(diff(conn, metadata, backend, settings.ignore_tables), metadata)
+    _refuse_likely_renames(changes, backend)
     owned = recorder.owned(conn) if changes else {}
     apply: list[Change] = []
     retained: list[Change] = []
     for change in changes:
         if _keep(change, settings.allow_destructive, owned):
-            retained.append(change)
+            kept = _counted(conn, dataclasses.replace(change, retained=True))
+            retained.append(kept)
+            if _needs_relaxing(kept):
+                apply.append(_retire(kept))
         else:
-            apply.append(change)
+            apply.append(_counted(conn, change) if change.destructive else change)
     operations = backend.compile(conn, apply, metadata) if apply else []
     return Plan(tuple(operations), tuple(retained))
 
@@ -45,3 +53,112 @@ def _keep(change: Change, allow_destructive: bool, owned: dict[str, set[str]]) -
         # An index no target ever defined was added by hand (a DBA's): never ours to drop.
         return change.name not in owned.get("indexes", set())
     return False
+
+
+def _counted(conn: Connection, change: Change) -> Change:
+    """The change with the number of rows (table) or non-NULL values (column) it concerns."""
+    if change.kind not in (ChangeKind.DROP_TABLE, ChangeKind.DROP_COLUMN):
+        return change
+    quote = conn.dialect.identifier_preparer.quote
+    if change.kind is ChangeKind.DROP_TABLE:
+        sql, unit = f"SELECT count(*) FROM {quote(change.table)}", "rows"
+    else:
+        assert change.column is not None
+        col = quote(change.column)
+        sql = f"SELECT count(*) FROM {quote(change.table)} WHERE {col} IS NOT NULL"
+        unit = "non-NULL values"
+    rows = int(conn.exec_driver_sql(sql).scalar_one())
+    return dataclasses.replace(
+        change, rows=rows, description=f"{change.description} ({rows} {unit})"
+    )
+
+
+def _needs_relaxing(change: Change) -> bool:
+    """A kept column that is NOT NULL without a default would break the new code's inserts."""
+    if change.kind is not ChangeKind.DROP_COLUMN:
+        return False
+    column = change.op.to_column()
+    return not column.nullable and column.server_default is None and not column.primary_key
+
+
+def _retire(change: Change) -> Change:
+    return Change(
+        ChangeKind.RETIRE_COLUMN,
+        change.table,
+        f"retire column {change.table}.{change.column}: drop NOT NULL so that inserts without it"
+        " work; its data is kept",
+        column=change.column,
+        op=change.op,
+    )
+
+
+def _renames(changes: list[Change], metadata: MetaData) -> list[Change]:
+    """Pair a drop and an add that a model marks with info={'renamed_from': ...} into a rename."""
+    result = list(changes)
+    for table in metadata.sorted_tables:
+        old_table = table.info.get("renamed_from")
+        if old_table:
+            add = _find(result, ChangeKind.ADD_TABLE, table.name)
+            drop = _find(result, ChangeKind.DROP_TABLE, old_table)
+            if add is not None and drop is not None:
+                index = result.index(drop)
+                result.remove(add)
+                result[index] = Change(
+                    ChangeKind.RENAME_TABLE,
+                    table.name,
+                    f"rename table {old_table} to {table.name}",
+                    name=old_table,
+                )
+                result = [
+                    c
+                    for c in result
+                    if not (c.kind is ChangeKind.ADD_INDEX and c.table == table.name)
+                ]
+        for column in table.columns:
+            old = column.info.get("renamed_from")
+            if not old:
+                continue
+            add = _find(result, ChangeKind.ADD_COLUMN, table.name, column.name)
+            drop = _find(result, ChangeKind.DROP_COLUMN, table.name, old)
+            if add is not None and drop is not None:
+                result.remove(add)
+                result[result.index(drop)] = Change(
+                    ChangeKind.RENAME_COLUMN,
+                    table.name,
+                    f"rename column {table.name}.{old} to {column.name}",
+                    column=column.name,
+                    name=old,
+                )
+    return result
+
+
+def _find(changes: list[Change], kind: ChangeKind, table: str, column: str | None = None) -> Any:
+    for change in changes:
+        if (
+            change.kind is kind
+            and change.table == table
+            and (column is None or change.column == column)
+        ):
+            return change
+    return None
+
+
+def _refuse_likely_renames(changes: list[Change], backend: Backend) -> None:
+    """A column dropped and one of the same type added in one table, with no hint: ask."""
+    for drop in changes:
+        if drop.kind is not ChangeKind.DROP_COLUMN:
+            continue
+        old_type = drop.op.to_column().type
+        for add in changes:
+            if (
+                add.kind is ChangeKind.ADD_COLUMN
+                and add.table == drop.table
+                and not backend.types_differ(old_type, add.op.column.type)
+            ):
+                raise RefusedChange(
+                    f"migration refused, nothing changed: {drop.table}.{drop.column} is gone"
+                    f" from the models and {drop.table}.{add.column} of the same type is new;"
+                    f" if this is a rename, add info={{'renamed_from': '{drop.column}'}} to"
+                    f" {add.column} so its data moves with it. If it is not, add"
+                    f" {add.column} in one release and remove {drop.column} in the next"
+                )

@@ -15,6 +15,7 @@ class Outcome(StrEnum):
     """How a run ended."""
 
     UP_TO_DATE = "up_to_date"
+    AHEAD = "ahead"
     APPLIED = "applied"
     PLANNED = "planned"
     REFUSED = "refused"
@@ -38,7 +39,7 @@ class MigrationResult:
     @property
     def success(self) -> bool:
         """True unless the run was refused or failed."""
-        return self.outcome in (Outcome.UP_TO_DATE, Outcome.APPLIED, Outcome.PLANNED)
+        return self.outcome in (Outcome.UP_TO_DATE, Outcome.AHEAD, Outcome.APPLIED, Outcome.PLANNED)
 
     @property
     def migration_needed(self) -> bool:

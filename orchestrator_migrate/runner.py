@@ -19,8 +19,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from . import backup as backups
 from .backends import Backend, backend_for
 from .errors import MigrateError, MigrationFailed, MigrationFailedNotRestored, RefusedChange
-from .history import HistoryEntry, Recorder
-from .plan import Plan
+from .history import HistoryEntry, Recorder, State
+from .plan import ChangeKind, Plan
 from .planner import build_plan
 from .result import MigrationResult, Outcome
 from .settings import Settings
@@ -82,22 +82,24 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
     engine = run.backend.create_engine(read_only=dry)
     try:
         models_fp = models_fingerprint(run, engine)
-        # The fast path takes no lock: most starts find nothing to do.
+        # The fast path takes no lock: most starts find nothing to do. A dry run (check, plan)
+        # always compares in full, to list everything the database keeps beyond the models.
         with engine.connect().execution_options(read_only=True) as conn, conn.begin():
             schema_fp = run.backend.fingerprint(conn, settings.ignore_tables)
-            if run.recorder.verified_state(conn) == (models_fp, schema_fp):
-                logger.info("Database schema is up to date")
-                return MigrationResult(Outcome.UP_TO_DATE, execution_time_ms=_ms(started))
+            state = None if dry else _verified(run, conn, models_fp, schema_fp)
+            if state is not None:
+                return _up_to_date(started, warnings=_report_retained(state.retained))
+            ahead = None if settings.allow_downgrade else run.recorder.ahead_of(conn, models_fp)
+            if ahead:
+                logger.warning(ahead)
+                return MigrationResult(Outcome.AHEAD, execution_time_ms=_ms(started))
             plan = run.plan(conn)
-        warnings = _report_retained(plan)
+        warnings = _report_retained(plan.retained_descriptions)
         if plan.empty:
             if not dry:
                 with engine.connect() as conn, conn.begin():
-                    run.recorder.save_state(
-                        conn, models_fp, schema_fp, _owned_objects(run.metadata)
-                    )
-            logger.info("Database schema is up to date")
-            return MigrationResult(Outcome.UP_TO_DATE, plan, _ms(started), warnings=tuple(warnings))
+                    _save_state(run, conn, models_fp, schema_fp, plan)
+            return _up_to_date(started, plan, warnings)
         if dry or not settings.auto_migration:
             why = "dry run" if dry else "MCP_TASK_ORCHESTRATOR_AUTO_MIGRATION=false"
             logger.warning(
@@ -118,35 +120,32 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
     started_at = run.clock()
     backup_info: backups.BackupInfo | None = None
     plan = Plan()
+    estimate: int | None = None
     with engine.connect() as conn:
         tx = conn.begin()
         fp_before = backend.fingerprint(conn, settings.ignore_tables)
         try:
             # Again, under the lock: another process may have just done the work.
-            if run.recorder.verified_state(conn) == (models_fp, fp_before):
+            if _verified(run, conn, models_fp, fp_before):
                 tx.commit()
-                logger.info("Database schema is up to date")
-                return MigrationResult(Outcome.UP_TO_DATE, plan, _ms(started))
+                return _up_to_date(started)
             plan = run.plan(conn)
             if plan.empty:
-                run.recorder.save_state(conn, models_fp, fp_before, _owned_objects(run.metadata))
+                _save_state(run, conn, models_fp, fp_before, plan)
                 tx.commit()
-                logger.info("Database schema is up to date")
-                return MigrationResult(Outcome.UP_TO_DATE, plan, _ms(started))
-            _refuse_if_needed(conn, plan)
+                return _up_to_date(started, plan)
+            _refuse_if_needed(conn, plan, run.metadata)
+            estimate = _refuse_if_too_slow(conn, plan, settings.migration_timeout)
             if settings.backup and _has_tables(conn, settings.ignore_tables):
                 backup_info = _backup(run, conn)
-            limit = settings.migration_timeout / 1000
             applying = time.monotonic()
+            limit = settings.migration_timeout / 1000
             with backend.time_limit(conn, limit) if limit else nullcontext():
-                for operation in plan.operations:
-                    logger.debug("Applying: {}", operation.description)
-                    for statement in operation.sql:
-                        conn.exec_driver_sql(statement)
+                plan = _apply(run, conn, plan)
                 problems = backend.verify(conn, plan.operations)
                 leftover = run.plan(conn)
             problems += [
-                f"still differs after applying: {op.description}" for op in leftover.operations
+                f"still differs after applying: {o.description}" for o in leftover.operations
             ]
             if problems:
                 raise _VerifyFailed("verification failed: " + "; ".join(problems))
@@ -161,10 +160,11 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
                 fp_after,
                 backup_info,
                 started,
+                estimate=estimate,
             )
             run.recorder.ensure(conn)
             history_id = run.recorder.record(conn, entry)
-            run.recorder.save_state(conn, models_fp, fp_after, _owned_objects(run.metadata))
+            _save_state(run, conn, models_fp, fp_after, plan)
             tx.commit()
         except RefusedChange:
             tx.rollback()
@@ -181,7 +181,7 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
                 backup_info,
                 started_at,
                 started,
-                limit_ms=settings.migration_timeout,
+                estimate,
             ) from exc
     logger.info(
         "Database migration completed: {} operations in {}ms (apply {}ms)",
@@ -194,9 +194,63 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
         plan,
         _ms(started),
         backup_info,
-        warnings=tuple(_report_retained(plan, log=False)),
+        warnings=tuple(plan.retained_descriptions),
         history_id=history_id,
     )
+
+
+def _verified(run: Run, conn: Connection, models_fp: str, schema_fp: str) -> State | None:
+    """The verified state when nothing can be left to do (with ALLOW_DESTRUCTIVE, retired
+    objects are work)."""
+    state = run.recorder.matches(conn, models_fp, schema_fp)
+    if state is not None and run.settings.allow_destructive and state.retained:
+        return None
+    return state
+
+
+def _apply(run: Run, conn: Connection, plan: Plan) -> Plan:
+    """Execute the plan; after a table rename, plan and execute what else differs on it."""
+    executed = list(plan.operations)
+    _execute(conn, plan)
+    if any(c.kind is ChangeKind.RENAME_TABLE for c in plan.changes):
+        rest = run.plan(conn)
+        _execute(conn, rest)
+        executed += rest.operations
+    return Plan(tuple(executed), plan.retained)
+
+
+def _execute(conn: Connection, plan: Plan) -> None:
+    for operation in plan.operations:
+        logger.debug("Applying: {}", operation.description)
+        for statement in operation.sql:
+            conn.exec_driver_sql(statement)
+
+
+def _up_to_date(
+    started: float, plan: Plan | None = None, warnings: list[str] | None = None
+) -> MigrationResult:
+    logger.info("Database schema is up to date")
+    return MigrationResult(
+        Outcome.UP_TO_DATE, plan or Plan(), _ms(started), warnings=tuple(warnings or ())
+    )
+
+
+def _save_state(run: Run, conn: Connection, models_fp: str, schema_fp: str, plan: Plan) -> None:
+    objects = _owned_objects(run.metadata, models_fp)
+    run.recorder.save_state(conn, models_fp, schema_fp, objects, plan.retained_descriptions)
+
+
+def _refuse_if_too_slow(conn: Connection, plan: Plan, limit_ms: int) -> int:
+    from .estimate import estimate_ms
+
+    estimate = estimate_ms(conn, plan)
+    if limit_ms and estimate > limit_ms:
+        raise RefusedChange(
+            f"Estimated execution time ({_seconds(estimate)}) exceeds maximum allowed"
+            f" ({_seconds(limit_ms)}); nothing changed. Run it in a maintenance window with a"
+            " higher MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT, or split the model change"
+        )
+    return estimate
 
 
 def _has_tables(conn: Connection, ignore: list[str]) -> bool:
@@ -212,10 +266,10 @@ class _VerifyFailed(Exception):
     """Verification found a problem after applying."""
 
 
-def _refuse_if_needed(conn: Connection, plan: Plan) -> None:
+def _refuse_if_needed(conn: Connection, plan: Plan, metadata: MetaData) -> None:
     from .checks import refusals
 
-    problems = refusals(conn, plan)
+    problems = refusals(conn, plan, metadata)
     if problems:
         raise RefusedChange("migration refused, nothing changed: " + "; ".join(problems))
 
@@ -253,10 +307,10 @@ def _failed(
     backup_info: backups.BackupInfo | None,
     started_at: datetime,
     started: float,
-    limit_ms: int,
+    estimate: int | None,
 ) -> MigrateError:
     """Turn an exception during apply into a typed error, after checking the rollback held."""
-    reason = _reason(exc, limit_ms)
+    reason = _reason(exc, run.settings.migration_timeout)
     try:
         with conn.begin():
             restored = run.backend.fingerprint(conn, run.settings.ignore_tables) == fp_before
@@ -310,6 +364,7 @@ def _entry(
     backup_info: backups.BackupInfo | None,
     started: float,
     error: str | None = None,
+    estimate: int | None = None,
 ) -> HistoryEntry:
     return HistoryEntry(
         started_at=started_at.isoformat(),
@@ -326,26 +381,29 @@ def _entry(
         pid=os.getpid(),
         version=__version__,
         error=error,
-        objects=_owned_objects(run.metadata),
+        estimate_ms=estimate,
+        objects=_owned_objects(run.metadata, models_fp),
     )
 
 
-def _owned_objects(metadata: MetaData) -> dict[str, list[str]]:
-    """The tables, columns and indexes the models define, recorded as ours to drop later."""
+def _owned_objects(metadata: MetaData, models_fp: str) -> dict[str, list[str]]:
+    """The models and the tables, columns and indexes they define, recorded as ours."""
     tables = sorted(metadata.tables)
     columns = sorted(f"{t.name}.{c.name}" for t in metadata.sorted_tables for c in t.columns)
     indexes = sorted(str(i.name) for t in metadata.sorted_tables for i in t.indexes if i.name)
-    return {"tables": tables, "columns": columns, "indexes": indexes}
+    return {"tables": tables, "columns": columns, "indexes": indexes, "models": [models_fp]}
 
 
-def _report_retained(plan: Plan, log: bool = True) -> list[str]:
-    warnings = [f"kept, not in the models: {change.description}" for change in plan.retained]
-    if log and warnings:
-        logger.warning(
-            "Database has objects the models do not; kept: {}",
-            "; ".join(c.description for c in plan.retained),
-        )
-    return warnings
+def _report_retained(retained: list[str]) -> list[str]:
+    """One warning per run for what the database keeps beyond the models."""
+    if retained:
+        logger.warning("Not in the models, kept with their data (retired): {}", "; ".join(retained))
+    return [f"kept, not in the models: {text}" for text in retained]
+
+
+def _seconds(ms: int) -> str:
+    """35000 -> '35s', 1500 -> '1.5s', 2 -> '0.002s'."""
+    return f"{ms / 1000:g}s"
 
 
 def _ms(since: float) -> int:

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     allow_destructive: bool = Field(
         default=False, description="true or false; allow dropping tables and columns"
     )
+    allow_downgrade: bool = Field(
+        default=False,
+        description="true or false; migrate even when the database is ahead of these models",
+    )
     dry_run: bool = Field(
         default=False, description="true or false; plan and report, write nothing"
     )

@@ -7,24 +7,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import PREFIX, CliResult, Workspace
-
+PREFIX = "MCP_TASK_ORCHESTRATOR_"
 EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "task_server"
 V1 = "task_server.models:Base"
 V2 = "task_server.models_v2:Base"
 
 
-def example_env(ws: Workspace, models: str, version: str) -> dict[str, str]:
-    """Env for a subprocess: the example importable and the models named, since the
-    entry point only exists when the example is installed."""
+def example_env(ws, models: str, version: str) -> dict[str, str]:
+    """Env for a subprocess; MODELS is named because uninstalled, the entry point is missing."""
     pythonpath = os.pathsep.join([str(EXAMPLE_DIR), str(ws.models_dir)])
     return {"PYTHONPATH": pythonpath, PREFIX + "MODELS": models, "TASK_SERVER_MODELS": version}
 
 
-def server(ws: Workspace, version: str, *args: str) -> CliResult:
+def server(ws, version: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run `python -m task_server.server ARGS` in the workspace."""
     models = V2 if version == "v2" else V1
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "task_server.server", *args],
         cwd=ws.root,
         env=ws.env(example_env(ws, models, version)),
@@ -32,18 +30,17 @@ def server(ws: Workspace, version: str, *args: str) -> CliResult:
         text=True,
         timeout=120,
     )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
-def column_types(ws: Workspace, table: str) -> dict[str, str]:
+def column_types(ws, table: str) -> dict[str, str]:
     return {row[1]: row[2] for row in ws.sql(f"PRAGMA table_info({table})")}
 
 
 def test_v1_rows_survive_the_migration_to_v2(ws):
     first = server(ws, "v1", "--add-task", "a")
-    assert first.returncode == 0, first.output
+    assert first.returncode == 0, first.stderr
     listed = server(ws, "v1", "--list")
-    assert listed.returncode == 0, listed.output
+    assert listed.returncode == 0, listed.stderr
     assert "\ta" in listed.stdout
     ws.sql("UPDATE tasks SET estimate = 5 WHERE title = 'a'")
     assert column_types(ws, "tasks")["estimate"] == "INTEGER"
@@ -59,7 +56,7 @@ def test_v1_rows_survive_the_migration_to_v2(ws):
     assert ws.sql("SELECT name FROM sqlite_master WHERE name = 'tags'") == []  # plan wrote nothing
 
     second = server(ws, "v2", "--add-task", "b", "--list")
-    assert second.returncode == 0, second.output
+    assert second.returncode == 0, second.stderr
     assert "a priority=3" in second.stdout
     assert "b priority=3" in second.stdout
 

@@ -118,7 +118,6 @@ class SQLiteBackend:
     def compile(
         self, conn: Connection, changes: Sequence[Change], metadata: MetaData
     ) -> list[Operation]:
-        from ..ddl import render
 
         new_tables = {c.table for c in changes if c.kind is ChangeKind.ADD_TABLE}
         by_table: dict[str, list[Change]] = {}
@@ -135,7 +134,7 @@ class SQLiteBackend:
                         kind=change.kind.value,
                         table=table,
                         description=change.description,
-                        sql=tuple(render(conn.dialect, change.op)),
+                        sql=tuple(self._direct_sql(conn, change)),
                         changes=(change,),
                         reversible=True,
                     )
@@ -143,11 +142,35 @@ class SQLiteBackend:
         return operations
 
     @staticmethod
+    def _direct_sql(conn: Connection, change: Change) -> list[str]:
+        from ..ddl import render
+
+        if change.kind is ChangeKind.RENAME_TABLE:
+            assert change.name is not None
+            return [f"ALTER TABLE {_quote(change.name)} RENAME TO {_quote(change.table)}"]
+        if change.kind is ChangeKind.RENAME_COLUMN:
+            assert change.name is not None and change.column is not None
+            return [
+                f"ALTER TABLE {_quote(change.table)} RENAME COLUMN {_quote(change.name)}"
+                f" TO {_quote(change.column)}"
+            ]
+        return render(conn.dialect, change.op)
+
+    @staticmethod
     def _needs_rebuild(change: Change) -> bool:
-        if change.kind in (ChangeKind.ADD_INDEX, ChangeKind.DROP_INDEX, ChangeKind.ADD_TABLE):
+        direct = (
+            ChangeKind.ADD_INDEX,
+            ChangeKind.DROP_INDEX,
+            ChangeKind.ADD_TABLE,
+            ChangeKind.RENAME_TABLE,
+            ChangeKind.RENAME_COLUMN,
+        )
+        if change.kind in direct:
             return False
         if change.kind is ChangeKind.ADD_COLUMN:
             col: Column[Any] = change.op.column
+            if col.info.get("backfill"):
+                return True
             default = col.server_default
             plain_default = default is None or isinstance(getattr(default, "arg", None), str)
             return bool(
@@ -169,7 +192,10 @@ class SQLiteBackend:
         new_name = REBUILD_PREFIX + table
         old_columns = {row[1]: row for row in conn.exec_driver_sql(f"PRAGMA table_info({q})")}
         dropping = {c.column for c in changes if c.kind is ChangeKind.DROP_COLUMN}
+        retiring = {c.column for c in changes if c.kind is ChangeKind.RETIRE_COLUMN}
         dropping_indexes = {c.name for c in changes if c.kind is ChangeKind.DROP_INDEX}
+        # Renamed columns are copied from their old name.
+        source = {str(c.column): str(c.name) for c in changes if c.kind is ChangeKind.RENAME_COLUMN}
 
         scratch = MetaData()
         for model_table in metadata.sorted_tables:
@@ -182,7 +208,7 @@ class SQLiteBackend:
                     Column(
                         name,
                         _declared_type(decl),
-                        nullable=not notnull,
+                        nullable=not notnull or name in retiring,
                         server_default=text(default) if default is not None else None,
                     )
                 )
@@ -192,7 +218,21 @@ class SQLiteBackend:
             raise RuntimeError(f"unexpected CREATE TABLE for {table}: {create[:80]}")
         create = f"CREATE TABLE {_quote(new_name)} " + create[len(prefix) :]
 
-        copied = [c.name for c in target.columns if c.name in old_columns]
+        copied: list[str] = []
+        selected: list[str] = []
+        backfills: list[str] = []
+        for column in target.columns:
+            src = source.get(column.name, column.name)
+            expr = column.info.get("backfill")
+            if expr:
+                selected.append(
+                    f"COALESCE({_quote(src)}, ({expr}))" if src in old_columns else f"({expr})"
+                )
+                copied.append(column.name)
+                backfills.append(self._backfill_note(conn, table, src, expr, src in old_columns))
+            elif src in old_columns:
+                selected.append(_quote(src))
+                copied.append(column.name)
         cols = ", ".join(_quote(c) for c in copied)
         master: Sequence[Any] = conn.exec_driver_sql(
             "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"
@@ -200,7 +240,7 @@ class SQLiteBackend:
         ).all()
         views = [(name, ddl) for type_, name, _, ddl in master if type_ == "view"]
         triggers = [ddl for type_, _, tbl, ddl in master if type_ == "trigger" and tbl == table]
-        kept_columns = set(copied) | {c.name for c in target.columns}
+        kept_columns = {c.name for c in target.columns}
         indexes = []
         for type_, name, tbl, ddl in master:
             if type_ != "index" or tbl != table or name in dropping_indexes:
@@ -213,7 +253,7 @@ class SQLiteBackend:
         sql: list[str] = [f"DROP VIEW {_quote(name)}" for name, _ in views]
         sql += [
             create,
-            f"INSERT INTO {_quote(new_name)} ({cols}) SELECT {cols} FROM {q}",
+            f"INSERT INTO {_quote(new_name)} ({cols}) SELECT {', '.join(selected)} FROM {q}",
             f"DROP TABLE {q}",
             # Legacy rename leaves other tables' triggers alone instead of failing on them.
             "PRAGMA legacy_alter_table=ON",
@@ -229,7 +269,7 @@ class SQLiteBackend:
         if sequence is not None:
             sql.append(f"UPDATE sqlite_sequence SET seq = {int(sequence)} WHERE name = '{table}'")
         rows = conn.exec_driver_sql(f"SELECT count(*) FROM {q}").scalar_one()
-        summary = "; ".join(c.description for c in changes)
+        summary = "; ".join([c.description for c in changes] + backfills)
         return Operation(
             kind="rebuild_table",
             table=table,
@@ -239,6 +279,12 @@ class SQLiteBackend:
             reversible=not any(c.destructive for c in changes),
             rebuilt_rows=int(rows),
         )
+
+    @staticmethod
+    def _backfill_note(conn: Connection, table: str, column: str, expr: str, exists: bool) -> str:
+        where = f" WHERE {_quote(column)} IS NULL" if exists else ""
+        count = conn.exec_driver_sql(f"SELECT count(*) FROM {_quote(table)}{where}").scalar_one()
+        return f"backfill {count} rows of {table}.{column} with {expr}"
 
     @staticmethod
     def _sequence(conn: Connection, table: str) -> int | None:

@@ -38,9 +38,7 @@ class Task(Base):
     # INTEGER -> REAL is another SQLite storage class, so this migrates by a table rebuild.
     estimate: Mapped[float | None] = mapped_column(Float, nullable=True)
     # NOT NULL needs a server default to be added to a table that already has rows.
-    priority: Mapped[int] = mapped_column(
-        Integer, nullable=False, server_default="3", index=True
-    )
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, server_default="3", index=True)
 
 
 class Tag(Base):
