@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import MetaData
 
+from .backup import BackupInfo
 from .history import HistoryEntry
 from .plan import Plan
 from .result import MigrationResult
@@ -61,3 +62,48 @@ def history(
             return Recorder().entries(conn, limit)
     finally:
         engine.dispose()
+
+
+def backups_list(settings: Settings | None = None, **overrides: Any) -> list[BackupInfo]:
+    """The backups in the backup directory, oldest first."""
+    from .backup import listing
+
+    return listing(_settings(settings, overrides).backup_path())
+
+
+def backups_prune(settings: Settings | None = None, **overrides: Any) -> list[BackupInfo]:
+    """Remove backups older than BACKUP_RETENTION_DAYS; returns what was removed."""
+    from .backup import prune
+
+    resolved = _settings(settings, overrides)
+    return prune(resolved.backup_path(), resolved.backup_retention_days)
+
+
+def restore_backup(
+    backup_id: str, settings: Settings | None = None, **overrides: Any
+) -> MigrationResult:
+    """Replace the database with a backup, after backing up the current one; keeps the history."""
+    from .restore import find_backup, restore
+
+    run = prepare_run(_settings(settings, overrides), MetaData())
+    return restore(run, find_backup(run, backup_id), f"restore of {backup_id}")
+
+
+def rollback(
+    settings: Settings | None = None,
+    *,
+    use_backup: bool = True,
+    to: int | None = None,
+    **overrides: Any,
+) -> MigrationResult:
+    """Undo the newest applied run (or every run after history id `to`) from its backup."""
+    from .errors import ConfigError
+    from .restore import rollback_last, rollback_to
+
+    if not use_backup:
+        raise ConfigError(
+            "rollback by SQL (inverse operations) is not available yet; use the backup taken"
+            " before the run: `orchestrator-migrate rollback --use-backup`"
+        )
+    run = prepare_run(_settings(settings, overrides), MetaData())
+    return rollback_to(run, to) if to is not None else rollback_last(run)

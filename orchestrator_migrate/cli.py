@@ -12,7 +12,7 @@ from typing import Any
 from .errors import ExitCode, MigrateError, exit_code_for
 from .settings import Settings, load_settings
 
-COMMANDS = ("run", "check", "plan", "history", "locks")
+COMMANDS = ("run", "check", "plan", "history", "locks", "backups", "rollback")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "plan": "show what a run would do; writes nothing",
         "history": "show the recorded runs",
         "locks": "show who holds the migration lock",
+        "backups": "list, prune or restore backups",
+        "rollback": "undo the newest applied run (or every run after --to ID) from its backup",
     }
     for name in COMMANDS:
         cmd = sub.add_parser(name, help=helps[name], description=helps[name])
@@ -109,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--sql", action="store_true", help="print the SQL statements")
         if name == "history":
             cmd.add_argument("--limit", type=int, default=20, help="newest N runs (default 20)")
+        if name == "backups":
+            cmd.add_argument("action", choices=("list", "prune", "restore"), help="what to do")
+            cmd.add_argument("backup_id", nargs="?", help="the backup to restore")
+        if name == "rollback":
+            cmd.add_argument(
+                "--use-backup", action="store_true", help="restore the backup taken before the run"
+            )
+            cmd.add_argument("--to", type=int, metavar="ID", help="undo every run after ID")
     return parser
 
 
@@ -118,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = vars(parser.parse_args(argv))
     command = args.pop("command", None) or "run"
     as_json = bool(args.pop("json", False))
-    extra: dict[str, Any] = {k: args.pop(k) for k in ("sql", "limit") if k in args}
+    names = ("sql", "limit", "action", "backup_id", "use_backup", "to")
+    extra: dict[str, Any] = {k: args.pop(k) for k in names if k in args}
     try:
         settings = load_settings(args)
     except MigrateError as exc:
@@ -245,4 +256,46 @@ def _locks(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
     return int(ExitCode.OK)
 
 
-_COMMANDS = {"run": _run, "check": _check, "plan": _plan, "history": _history, "locks": _locks}
+def _backups(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .api import backups_list, backups_prune, restore_backup
+    from .errors import ConfigError
+
+    action = extra["action"]
+    if action == "restore":
+        if not extra.get("backup_id"):
+            raise ConfigError("backups restore: name the backup, e.g. backup_20241206_143052_789")
+        result = restore_backup(extra["backup_id"], settings)
+        if as_json:
+            _print_json(result.to_dict())
+        return int(ExitCode.OK)
+    found = backups_list(settings) if action == "list" else backups_prune(settings)
+    if as_json:
+        _print_json([b.to_dict() for b in found])
+        return int(ExitCode.OK)
+    if action == "prune":
+        print(f"Removed {len(found)} backups older than {settings.backup_retention_days} days")
+    elif not found:
+        print(f"No backups in {settings.backup_path()}")
+    for b in found:
+        print(f"{b.id}  {b.created_at}  {b.size_bytes} bytes  {b.path}")
+    return int(ExitCode.OK)
+
+
+def _rollback(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .api import rollback
+
+    result = rollback(settings, use_backup=bool(extra.get("use_backup")), to=extra.get("to"))
+    if as_json:
+        _print_json(result.to_dict())
+    return int(ExitCode.OK)
+
+
+_COMMANDS = {
+    "run": _run,
+    "check": _check,
+    "plan": _plan,
+    "history": _history,
+    "locks": _locks,
+    "backups": _backups,
+    "rollback": _rollback,
+}

@@ -91,6 +91,17 @@ class AutoMigrationSystem:
             "sql": result.plan.sql,
         }
 
+    def rollback_last_migration(self, use_backup: bool = False) -> MigrationResult:
+        """Undo the newest applied run; only use_backup=True is available so far."""
+        from .api import rollback
+
+        try:
+            return rollback(use_backup=use_backup, **self.overrides)
+        except MigrateError as exc:
+            logger.warning("Rollback failed: {}", exc)
+            outcome = _OUTCOME_FOR_CODE.get(exc.exit_code, Outcome.FAILED)
+            return MigrationResult(outcome, error_message=str(exc), exit_code=exc.exit_code)
+
     def execute_auto_migration(self, force_backup: bool = True) -> MigrationResult:
         """Migrate now; force_backup takes a backup even when BACKUP is off."""
         overrides = dict(self.overrides)

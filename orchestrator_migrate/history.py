@@ -10,6 +10,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, s
 from sqlalchemy.engine import Connection
 
 HISTORY_TABLE = "orchestrator_migrate_history"
+# Outcomes of runs whose models define the schema in force (not failed, not rolled back).
+IN_FORCE = ("applied", "adopted")
 STATE_TABLE = "orchestrator_migrate_state"
 
 
@@ -99,10 +101,11 @@ class Recorder:
         """Whether the history table exists."""
         return bool(conn.dialect.has_table(conn, HISTORY_TABLE))
 
-    def record(self, conn: Connection, entry: HistoryEntry) -> int:
+    def record(self, conn: Connection, entry: HistoryEntry, keep_id: bool = False) -> int:
         """Insert one history row; returns its id."""
         values = asdict(entry)
-        values.pop("id")
+        if not keep_id:
+            values.pop("id")
         values["operations"] = json.dumps(entry.operations)
         values["sql"] = json.dumps(entry.sql)
         values["objects"] = json.dumps(entry.objects)
@@ -142,16 +145,29 @@ class Recorder:
             return state
         return None
 
+    def _in_force(self, conn: Connection) -> list[Any]:
+        """(id, models fingerprint) of the runs whose schema is in force, oldest first."""
+        if not self.exists(conn):
+            return []
+        h = self.history.c
+        query = select(h.id, h.models_fingerprint).where(h.outcome.in_(IN_FORCE)).order_by(h.id)
+        return list(conn.execute(query))
+
+    def seen(self, conn: Connection, models_fp: str) -> bool:
+        """Whether a run in force applied or adopted these models."""
+        return any(row[1] == models_fp for row in self._in_force(conn))
+
     def ahead_of(self, conn: Connection, models_fp: str) -> str | None:
-        """Why the schema is ahead of these models: they were seen before and since superseded."""
-        state = self.verified_state(conn)
-        if state is None or state.models_fingerprint == models_fp:
-            return None
-        if models_fp not in self.owned(conn).get("models", set()):
+        """Why the schema is ahead of these models, when a later run in force applied others."""
+        rows = self._in_force(conn)
+        mine = [row[0] for row in rows if row[1] == models_fp]
+        newer = [row[0] for row in rows if mine and row[0] > mine[-1] and row[1] != models_fp]
+        if not newer:
             return None
         return (
-            "Database schema is ahead of these models: they were applied before and a later run"
-            " applied newer ones; not migrating back (use `rollback`, or `run --allow-downgrade`)"
+            f"Database schema is ahead of these models: they were in force until run #{mine[-1]},"
+            f" and run #{newer[-1]} applied newer ones; not migrating back (an old replica during"
+            " a rollout?). Use `rollback`, or `run --allow-downgrade`"
         )
 
     def owned(self, conn: Connection) -> dict[str, set[str]]:
@@ -166,6 +182,11 @@ class Recorder:
             for kind, names in json.loads(raw).items():
                 found.setdefault(kind, set()).update(names)
         return found
+
+    def forget_state(self, conn: Connection) -> None:
+        """Drop the verified state: the next start compares in full."""
+        if conn.dialect.has_table(conn, STATE_TABLE):
+            conn.execute(self.state.delete())
 
     def save_state(
         self,

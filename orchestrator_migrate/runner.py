@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import socket
@@ -99,6 +100,7 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
             if not dry:
                 with engine.connect() as conn, conn.begin():
                     _save_state(run, conn, models_fp, schema_fp, plan)
+                    _adopt(run, conn, models_fp, schema_fp)
             return _up_to_date(started, plan, warnings)
         if dry or not settings.auto_migration:
             why = "dry run" if dry else "MCP_TASK_ORCHESTRATOR_AUTO_MIGRATION=false"
@@ -132,6 +134,7 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
             plan = run.plan(conn)
             if plan.empty:
                 _save_state(run, conn, models_fp, fp_before, plan)
+                _adopt(run, conn, models_fp, fp_before)
                 tx.commit()
                 return _up_to_date(started, plan)
             _refuse_if_needed(conn, plan, run.metadata)
@@ -236,8 +239,18 @@ def _up_to_date(
 
 
 def _save_state(run: Run, conn: Connection, models_fp: str, schema_fp: str, plan: Plan) -> None:
-    objects = _owned_objects(run.metadata, models_fp)
+    objects = _owned_objects(run.metadata)
     run.recorder.save_state(conn, models_fp, schema_fp, objects, plan.retained_descriptions)
+
+
+def _adopt(run: Run, conn: Connection, models_fp: str, schema_fp: str) -> None:
+    """Record models found already in force (a database made by hand or by an older tool), so
+    that a later, newer run makes them recognisable as superseded."""
+    if run.recorder.seen(conn, models_fp):
+        return
+    now = run.clock()
+    entry = _entry(run, now, "adopted", Plan(), models_fp, schema_fp, schema_fp, None, 0.0)
+    run.recorder.record(conn, dataclasses.replace(entry, duration_ms=0))
 
 
 def _refuse_if_too_slow(conn: Connection, plan: Plan, limit_ms: int) -> int:
@@ -382,16 +395,16 @@ def _entry(
         version=__version__,
         error=error,
         estimate_ms=estimate,
-        objects=_owned_objects(run.metadata, models_fp),
+        objects=_owned_objects(run.metadata),
     )
 
 
-def _owned_objects(metadata: MetaData, models_fp: str) -> dict[str, list[str]]:
-    """The models and the tables, columns and indexes they define, recorded as ours."""
+def _owned_objects(metadata: MetaData) -> dict[str, list[str]]:
+    """The tables, columns and indexes the models define, recorded as ours to drop later."""
     tables = sorted(metadata.tables)
     columns = sorted(f"{t.name}.{c.name}" for t in metadata.sorted_tables for c in t.columns)
     indexes = sorted(str(i.name) for t in metadata.sorted_tables for i in t.indexes if i.name)
-    return {"tables": tables, "columns": columns, "indexes": indexes, "models": [models_fp]}
+    return {"tables": tables, "columns": columns, "indexes": indexes}
 
 
 def _report_retained(retained: list[str]) -> list[str]:

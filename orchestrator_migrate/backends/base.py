@@ -46,6 +46,9 @@ class Backend(Protocol):
     def check_backup(self, path: Path) -> None:
         """Raise when the copy at path is not a readable, intact database."""
 
+    def restore_from(self, path: Path) -> None:
+        """Replace the whole database with the copy at path (the caller holds the lock)."""
+
     def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
         """Problems found after applying (integrity, foreign keys, row counts); empty when sound."""
 

@@ -318,6 +318,15 @@ class SQLiteBackend:
         if not result or result[0] != "ok":
             raise RuntimeError(f"backup {path} failed its integrity check: {result}")
 
+    def restore_from(self, path: Path) -> None:
+        if self.path is None:
+            raise RuntimeError("an in-memory database cannot be restored from a file")
+        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        target = sqlite3.connect(self.path, timeout=self.busy_timeout_s)
+        with closing(source), closing(target):
+            # The backup API writes every page under the database's own locks, WAL included.
+            source.backup(target)
+
     def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
         problems = [
             f"quick_check: {row[0]}"

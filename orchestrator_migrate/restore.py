@@ -1,0 +1,137 @@
+"""Restore: put a backup back, keeping the history, after backing up the current database."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from loguru import logger
+from sqlalchemy import update
+from sqlalchemy.engine import Connection
+
+from . import backup as backups
+from .errors import ConfigError, MigrationFailedNotRestored, RefusedChange
+from .history import HistoryEntry
+from .plan import Plan
+from .result import MigrationResult, Outcome
+from .runner import Run, _entry, _ms
+
+
+def find_backup(run: Run, backup_id: str) -> backups.BackupInfo:
+    """The backup with this id; ConfigError listing where it was looked for."""
+    directory = run.settings.backup_path()
+    for info in backups.listing(directory):
+        if info.id == backup_id or info.path.name == backup_id:
+            return info
+    raise ConfigError(
+        f"backup {backup_id!r} not found in {directory}; `orchestrator-migrate backups list`"
+        " shows the backups there"
+    )
+
+
+def restore(run: Run, info: backups.BackupInfo, reason: str) -> MigrationResult:
+    """Replace the database with a verified backup; the history survives and records it."""
+    import time
+
+    started = time.monotonic()
+    backend = run.backend
+    try:
+        backend.check_backup(info.path)
+    except Exception as exc:
+        raise RefusedChange(f"backup {info.id} is not usable, nothing changed: {exc}") from exc
+    engine = backend.create_engine()
+    try:
+        with run.backend.lock(run.settings.lock_timeout / 1000, run.settings.lock_name):
+            with engine.connect() as conn, conn.begin():
+                entries = run.recorder.entries(conn)
+                fp_before = backend.fingerprint(conn, run.settings.ignore_tables)
+                safety = backups.create(backend, conn, run.settings.backup_path(), run.clock())
+            logger.info("Backup created: {} (the database before the restore)", safety.id)
+            engine.dispose()  # no connection of ours may hold the file while it is replaced
+            started_at = run.clock()
+            try:
+                backend.restore_from(info.path)
+            except Exception as exc:
+                raise MigrationFailedNotRestored(
+                    f"restoring {info.id} failed: {exc}; the database before the restore is"
+                    f" saved as {safety.path}"
+                ) from exc
+            with engine.connect() as conn, conn.begin():
+                _keep_history(run, conn, entries, info.id)
+                fp_after = backend.fingerprint(conn, run.settings.ignore_tables)
+                entry = _entry(
+                    run,
+                    started_at,
+                    "restored",
+                    Plan(),
+                    "",
+                    fp_before,
+                    fp_after,
+                    safety,
+                    started,
+                    error=None,
+                )
+                note = [{"kind": "restore_backup", "description": f"{reason}: restored {info.id}"}]
+                history_id = run.recorder.record(conn, dataclasses.replace(entry, operations=note))
+                run.recorder.forget_state(conn)
+    finally:
+        engine.dispose()
+    logger.info("Backup restored: {} ({}ms)", info.id, _ms(started))
+    return MigrationResult(Outcome.APPLIED, Plan(), _ms(started), safety, history_id=history_id)
+
+
+def _keep_history(run: Run, conn: Connection, entries: list[HistoryEntry], backup_id: str) -> None:
+    """Put back the history rows the backup predates and mark the undone runs rolled back."""
+    run.recorder.ensure(conn)
+    present = {e.id for e in run.recorder.entries(conn)}
+    for entry in sorted(entries, key=lambda e: e.id or 0):
+        if entry.id not in present:
+            run.recorder.record(conn, entry, keep_id=True)
+    undone_from = min((e.id or 0 for e in entries if e.backup_id == backup_id), default=None)
+    if undone_from is not None:
+        h = run.recorder.history.c
+        conn.execute(
+            update(run.recorder.history)
+            .where(h.id >= undone_from, h.outcome.in_(("applied", "adopted")))
+            .values(outcome="rolled_back")
+        )
+
+
+def rollback_last(run: Run) -> MigrationResult:
+    """Restore the backup taken before the newest applied run."""
+    engine = run.backend.create_engine(read_only=True)
+    try:
+        with engine.connect().execution_options(read_only=True) as conn, conn.begin():
+            entries = run.recorder.entries(conn)
+    finally:
+        engine.dispose()
+    applied = [e for e in entries if e.outcome == "applied"]
+    if not applied:
+        raise RefusedChange("nothing to roll back: no applied run in the history")
+    last = applied[0]
+    if not last.backup_id:
+        raise RefusedChange(
+            f"run #{last.id} took no backup (the database was empty or BACKUP was off);"
+            " nothing changed"
+        )
+    return restore(run, find_backup(run, last.backup_id), f"rollback of run #{last.id}")
+
+
+def rollback_to(run: Run, history_id: int) -> MigrationResult:
+    """Undo every applied run after history_id by restoring the backup of the first of them."""
+    engine = run.backend.create_engine(read_only=True)
+    try:
+        with engine.connect().execution_options(read_only=True) as conn, conn.begin():
+            entries = run.recorder.entries(conn)
+    finally:
+        engine.dispose()
+    later = sorted(
+        (e for e in entries if e.outcome == "applied" and (e.id or 0) > history_id),
+        key=lambda e: e.id or 0,
+    )
+    if not later:
+        raise RefusedChange(f"nothing to roll back: no applied run after #{history_id}")
+    first = later[0]
+    if not first.backup_id:
+        raise RefusedChange(f"run #{first.id} took no backup; nothing changed")
+    ids = ", ".join(f"#{e.id}" for e in later)
+    return restore(run, find_backup(run, first.backup_id), f"rollback of runs {ids}")
