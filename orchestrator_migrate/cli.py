@@ -188,6 +188,9 @@ def _check(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
             print("Database schema is up to date")
         for change in result.plan.retained:
             print(f"  kept (not in the models): {change.description}")
+        for warning in result.warnings:
+            if warning.startswith("Schema drift"):
+                print(warning)
     return int(ExitCode.MIGRATION_NEEDED if result.migration_needed else ExitCode.OK)
 
 

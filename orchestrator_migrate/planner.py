@@ -57,6 +57,10 @@ def _keep(change: Change, allow_destructive: bool, owned: dict[str, set[str]]) -
 
 def _counted(conn: Connection, change: Change) -> Change:
     """The change with the number of rows (table) or non-NULL values (column) it concerns."""
+    if change.kind is ChangeKind.DROP_INDEX:
+        return dataclasses.replace(
+            change, description=f"index {change.name} on {change.table} (not defined by the models)"
+        )
     if change.kind not in (ChangeKind.DROP_TABLE, ChangeKind.DROP_COLUMN):
         return change
     quote = conn.dialect.identifier_preparer.quote

@@ -94,8 +94,20 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
             if ahead:
                 logger.warning(ahead)
                 return MigrationResult(Outcome.AHEAD, execution_time_ms=_ms(started))
+            drifted = _drifted(run, conn, models_fp, schema_fp)
             plan = run.plan(conn)
         warnings = _report_retained(plan.retained_descriptions)
+        if drifted:
+            drift = (
+                "Schema drift: the database schema changed outside orchestrator_migrate since"
+                " these models were last verified; differences: "
+                + (
+                    "; ".join([o.description for o in plan.operations] + plan.retained_descriptions)
+                    or "none"
+                )
+            )
+            logger.warning(drift)
+            warnings.append(drift)
         if plan.empty:
             if not dry:
                 with engine.connect() as conn, conn.begin():
@@ -199,6 +211,14 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
         backup_info,
         warnings=tuple(plan.retained_descriptions),
         history_id=history_id,
+    )
+
+
+def _drifted(run: Run, conn: Connection, models_fp: str, schema_fp: str) -> bool:
+    """Whether the schema changed by hand since these very models were verified on it."""
+    state = run.recorder.verified_state(conn)
+    return bool(
+        state and state.models_fingerprint == models_fp and state.schema_fingerprint != schema_fp
     )
 
 
