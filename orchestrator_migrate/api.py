@@ -92,18 +92,15 @@ def restore_backup(
 def rollback(
     settings: Settings | None = None,
     *,
-    use_backup: bool = True,
+    use_backup: bool = False,
     to: int | None = None,
     **overrides: Any,
 ) -> MigrationResult:
-    """Undo the newest applied run (or every run after history id `to`) from its backup."""
-    from .errors import ConfigError
-    from .restore import rollback_last, rollback_to
+    """Undo the newest applied run (or every run after history id `to`): by inverse SQL, or
+    from the backup taken before it with use_backup=True."""
+    from .restore import rollback_by_sql, rollback_last, rollback_to
 
-    if not use_backup:
-        raise ConfigError(
-            "rollback by SQL (inverse operations) is not available yet; use the backup taken"
-            " before the run: `orchestrator-migrate rollback --use-backup`"
-        )
     run = prepare_run(_settings(settings, overrides), MetaData())
+    if not use_backup:
+        return rollback_by_sql(run, to)
     return rollback_to(run, to) if to is not None else rollback_last(run)

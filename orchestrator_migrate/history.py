@@ -35,6 +35,7 @@ class HistoryEntry:
     error: str | None = None
     estimate_ms: int | None = None
     objects: dict[str, list[str]] = field(default_factory=dict)
+    schema_before: dict[str, Any] = field(default_factory=dict)
     id: int | None = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +74,7 @@ def _tables() -> tuple[Table, Table]:
         Column("version", String(40), nullable=False),
         Column("error", Text),
         Column("objects", Text, nullable=False),
+        Column("schema_before", Text, nullable=False),
     )
     state = Table(
         STATE_TABLE,
@@ -109,6 +111,7 @@ class Recorder:
         values["operations"] = json.dumps(entry.operations)
         values["sql"] = json.dumps(entry.sql)
         values["objects"] = json.dumps(entry.objects)
+        values["schema_before"] = json.dumps(entry.schema_before)
         result = conn.execute(insert(self.history).values(**values))
         key = result.inserted_primary_key
         return int(key[0]) if key else 0
@@ -126,6 +129,7 @@ class Recorder:
             values["operations"] = json.loads(values["operations"])
             values["sql"] = json.loads(values["sql"])
             values["objects"] = json.loads(values["objects"])
+            values["schema_before"] = json.loads(values["schema_before"])
             found.append(HistoryEntry(**values))
         return found
 

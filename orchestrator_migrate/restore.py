@@ -9,7 +9,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
 from . import backup as backups
-from .errors import ConfigError, MigrationFailedNotRestored, RefusedChange
+from .errors import ConfigError, MigrationFailed, MigrationFailedNotRestored, RefusedChange
 from .history import HistoryEntry
 from .plan import Plan
 from .result import MigrationResult, Outcome
@@ -135,3 +135,131 @@ def rollback_to(run: Run, history_id: int) -> MigrationResult:
         raise RefusedChange(f"run #{first.id} took no backup; nothing changed")
     ids = ", ".join(f"#{e.id}" for e in later)
     return restore(run, find_backup(run, first.backup_id), f"rollback of runs {ids}")
+
+
+def rollback_by_sql(run: Run, after_id: int | None = None) -> MigrationResult:
+    """Undo the newest applied run (or every applied run after after_id) with inverse SQL, in
+    one transaction, checked against the schema recorded before each run."""
+    import time
+
+    started = time.monotonic()
+    backend = run.backend
+    engine = backend.create_engine()
+    try:
+        lock = run.backend.lock(run.settings.lock_timeout / 1000, run.settings.lock_name)
+        with lock, engine.connect() as conn:
+            tx = conn.begin()
+            try:
+                undone = _runs_to_undo(run.recorder.entries(conn), after_id)
+                fp_before = backend.fingerprint(conn, run.settings.ignore_tables)
+                statements: list[str] = []
+                for entry in undone:  # newest first
+                    sql = _reverse_one(run, conn, entry)
+                    statements += sql
+                started_at = run.clock()
+                h = run.recorder.history.c
+                ids = [e.id for e in undone]
+                conn.execute(
+                    update(run.recorder.history).where(h.id.in_(ids)).values(outcome="rolled_back")
+                )
+                fp_after = backend.fingerprint(conn, run.settings.ignore_tables)
+                entry = _entry(
+                    run, started_at, "rollback", Plan(), "", fp_before, fp_after, None, started
+                )
+                described = ", ".join(f"#{i}" for i in ids)
+                note = [{"kind": "rollback_sql", "description": f"rolled back {described}"}]
+                history_id = run.recorder.record(
+                    conn, dataclasses.replace(entry, operations=note, sql=statements)
+                )
+                run.recorder.forget_state(conn)
+                tx.commit()
+            except RefusedChange:
+                tx.rollback()
+                raise
+            except Exception as exc:
+                tx.rollback()
+                raise MigrationFailed(
+                    f"rollback failed and was undone, the database is unchanged: {exc}"
+                ) from exc
+    finally:
+        engine.dispose()
+    logger.info("Rolled back {} by SQL in {}ms", described, _ms(started))
+    return MigrationResult(Outcome.APPLIED, Plan(), _ms(started), history_id=history_id)
+
+
+def _runs_to_undo(entries: list[HistoryEntry], after_id: int | None) -> list[HistoryEntry]:
+    applied = [e for e in entries if e.outcome == "applied"]  # newest first
+    if after_id is not None:
+        applied = [e for e in applied if (e.id or 0) > after_id]
+    elif applied:
+        applied = applied[:1]
+    if not applied:
+        where = f" after #{after_id}" if after_id is not None else ""
+        raise RefusedChange(f"nothing to roll back: no applied run{where} in the history")
+    return applied
+
+
+def _reverse_one(run: Run, conn: Connection, entry: HistoryEntry) -> list[str]:
+    """Execute the inverse of one run and check the schema is what it was before it."""
+    changes = [c for op in entry.operations for c in op.get("changes", [])]
+    kinds = {c["kind"] for c in changes}
+    if any(c.get("destructive") for c in changes):
+        raise RefusedChange(
+            f"run #{entry.id} dropped data that only its backup holds; nothing changed. Use"
+            " `orchestrator-migrate rollback --use-backup`"
+        )
+    if "rename_table" in kinds:
+        raise RefusedChange(
+            f"run #{entry.id} renamed a table; rolling that back by SQL is not supported,"
+            " nothing changed. Use `orchestrator-migrate rollback --use-backup`"
+        )
+    quote = conn.dialect.identifier_preparer.quote
+    created = sorted({c["table"] for c in changes if c["kind"] == "add_table"})
+    for table in created:
+        rows = conn.exec_driver_sql(f"SELECT count(*) FROM {quote(table)}").scalar_one()
+        if rows:
+            raise RefusedChange(
+                f"table {table}, created by run #{entry.id}, now holds {rows} rows that the"
+                " rollback would delete; nothing changed. Move or delete them first, or use"
+                " `rollback --use-backup`"
+            )
+    renamed: dict[str, dict[str, str]] = {}
+    for c in changes:
+        if c["kind"] == "rename_column":
+            renamed.setdefault(c["table"], {})[c["name"]] = c["column"]
+    for table, snap in entry.schema_before.items():
+        _refuse_new_column_data(conn, entry, table, snap["columns"], renamed.get(table, {}))
+    sql = run.backend.reverse_sql(conn, entry.schema_before, created, renamed)
+    for statement in sql:
+        conn.exec_driver_sql(statement)
+    problems = run.backend.verify(conn, [])
+    now = run.backend.fingerprint(conn, run.settings.ignore_tables)
+    if now != entry.fingerprint_before:
+        problems.append(f"the schema is not the one recorded before run #{entry.id}")
+    if problems:
+        raise RuntimeError("; ".join(problems))
+    return sql
+
+
+def _refuse_new_column_data(
+    conn: Connection, entry: HistoryEntry, table: str, old: list[str], renamed: dict[str, str]
+) -> None:
+    """Columns the run added lose their values in a rollback: refuse when they hold any."""
+    quote = conn.dialect.identifier_preparer.quote
+    kept = {renamed.get(c, c) for c in old}
+    for row in conn.exec_driver_sql(f"PRAGMA table_info({quote(table)})"):
+        name, default = row[1], row[4]
+        if name in kept:
+            continue
+        differs = f"{quote(name)} IS NOT NULL"
+        if default is not None:
+            differs += f" AND {quote(name)} IS NOT ({default})"
+        count = conn.exec_driver_sql(
+            f"SELECT count(*) FROM {quote(table)} WHERE {differs}"
+        ).scalar_one()
+        if count:
+            raise RefusedChange(
+                f"column {table}.{name}, added by run #{entry.id}, holds {count} values the"
+                " rollback would lose; nothing changed. Use `rollback --use-backup` to return"
+                " to the backup, or clear them first"
+            )

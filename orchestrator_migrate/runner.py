@@ -153,6 +153,9 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
             estimate = _refuse_if_too_slow(conn, plan, settings.migration_timeout)
             if settings.backup and _has_tables(conn, settings.ignore_tables):
                 backup_info = _backup(run, conn)
+            created = {c.table for c in plan.changes if c.kind is ChangeKind.ADD_TABLE}
+            touched = sorted({op.table for op in plan.operations} - created)
+            before = backend.snapshot(conn, touched)
             applying = time.monotonic()
             limit = settings.migration_timeout / 1000
             with backend.time_limit(conn, limit) if limit else nullcontext():
@@ -177,6 +180,7 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
                 started,
                 estimate=estimate,
             )
+            entry = dataclasses.replace(entry, schema_before=before)
             run.recorder.ensure(conn)
             history_id = run.recorder.record(conn, entry)
             _save_state(run, conn, models_fp, fp_after, plan)

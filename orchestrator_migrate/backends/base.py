@@ -46,6 +46,18 @@ class Backend(Protocol):
     def check_backup(self, path: Path) -> None:
         """Raise when the copy at path is not a readable, intact database."""
 
+    def snapshot(self, conn: Connection, tables: Sequence[str]) -> dict[str, Any]:
+        """The definitions a rollback needs to rebuild these tables as they are now."""
+
+    def reverse_sql(
+        self,
+        conn: Connection,
+        before: dict[str, Any],
+        created: Sequence[str],
+        renamed_columns: dict[str, dict[str, str]],
+    ) -> list[str]:
+        """SQL that drops the created tables and rebuilds the others as the snapshot shows."""
+
     def restore_from(self, path: Path) -> None:
         """Replace the whole database with the copy at path (the caller holds the lock)."""
 

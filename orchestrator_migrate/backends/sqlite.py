@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -110,9 +111,7 @@ class SQLiteBackend:
         for type_, name, tbl_name, sql in rows:
             if ignored(tbl_name, ignore):
                 continue
-            digest.update(
-                f"{type_}\0{name}\0{tbl_name}\0{' '.join((sql or '').split())}\n".encode()
-            )
+            digest.update(f"{type_}\0{name}\0{tbl_name}\0{_normalized(sql or '')}\n".encode())
         return digest.hexdigest()
 
     def compile(
@@ -248,26 +247,18 @@ class SQLiteBackend:
             index_cols = {r[2] for r in conn.exec_driver_sql(f"PRAGMA index_info({_quote(name)})")}
             if index_cols <= kept_columns:
                 indexes.append(ddl)
-        sequence = self._sequence(conn, table)
-
-        sql: list[str] = [f"DROP VIEW {_quote(name)}" for name, _ in views]
-        sql += [
-            create,
-            f"INSERT INTO {_quote(new_name)} ({cols}) SELECT {', '.join(selected)} FROM {q}",
-            f"DROP TABLE {q}",
-            # Legacy rename leaves other tables' triggers alone instead of failing on them.
-            "PRAGMA legacy_alter_table=ON",
-            f"ALTER TABLE {_quote(new_name)} RENAME TO {q}",
-            "PRAGMA legacy_alter_table=OFF",
-        ]
-        sql += indexes
         for change in changes:
             if change.kind is ChangeKind.ADD_INDEX:
-                sql += render(conn.dialect, change.op)
-        sql += triggers
-        sql += [view_sql for _, view_sql in views]
-        if sequence is not None:
-            sql.append(f"UPDATE sqlite_sequence SET seq = {int(sequence)} WHERE name = '{table}'")
+                indexes += render(conn.dialect, change.op)
+        sql = _swap_sql(
+            table,
+            create,
+            f"INSERT INTO {_quote(new_name)} ({cols}) SELECT {', '.join(selected)} FROM {q}",
+            indexes,
+            triggers,
+            views,
+            self._sequence(conn, table),
+        )
         rows = conn.exec_driver_sql(f"SELECT count(*) FROM {q}").scalar_one()
         summary = "; ".join([c.description for c in changes] + backfills)
         return Operation(
@@ -317,6 +308,61 @@ class SQLiteBackend:
             result = copy.execute("PRAGMA quick_check").fetchone()
         if not result or result[0] != "ok":
             raise RuntimeError(f"backup {path} failed its integrity check: {result}")
+
+    def snapshot(self, conn: Connection, tables: Sequence[str]) -> dict[str, Any]:
+        """The definitions a rollback needs to rebuild these tables as they are now."""
+        found: dict[str, Any] = {}
+        for table in tables:
+            rows = conn.exec_driver_sql(
+                "SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
+                " ORDER BY rowid",
+                (table,),
+            ).all()
+            create = [sql for type_, sql in rows if type_ == "table"]
+            if not create:
+                continue
+            found[table] = {
+                "sql": create[0],
+                "indexes": [sql for type_, sql in rows if type_ == "index"],
+                "triggers": [sql for type_, sql in rows if type_ == "trigger"],
+                "columns": [
+                    r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({_quote(table)})")
+                ],
+                "sequence": self._sequence(conn, table),
+            }
+        return found
+
+    def reverse_sql(
+        self,
+        conn: Connection,
+        before: dict[str, Any],
+        created: Sequence[str],
+        renamed_columns: dict[str, dict[str, str]],
+    ) -> list[str]:
+        """SQL that drops the created tables and rebuilds the others as the snapshot shows."""
+        views = [
+            (name, sql)
+            for name, sql in conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid"
+            )
+        ]
+        sql = [f"DROP TABLE {_quote(table)}" for table in created]
+        for table, snap in before.items():
+            live = {r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({_quote(table)})")}
+            now_called = renamed_columns.get(table, {})
+            pairs = [(c, now_called.get(c, c)) for c in snap["columns"]]
+            pairs = [(old, new) for old, new in pairs if new in live]
+            into = ", ".join(_quote(old) for old, _ in pairs)
+            select = ", ".join(_quote(new) for _, new in pairs)
+            copy = (
+                f"INSERT INTO {_quote(REBUILD_PREFIX + table)} ({into})"
+                f" SELECT {select} FROM {_quote(table)}"
+            )
+            create = _renamed_create(snap["sql"], REBUILD_PREFIX + table)
+            sql += _swap_sql(
+                table, create, copy, snap["indexes"], snap["triggers"], views, snap["sequence"]
+            )
+        return sql
 
     def restore_from(self, path: Path) -> None:
         if self.path is None:
@@ -370,6 +416,54 @@ class SQLiteBackend:
             yield
         finally:
             dbapi.set_progress_handler(None, 0)
+
+
+def _swap_sql(
+    table: str,
+    create_new: str,
+    copy: str,
+    indexes: list[str],
+    triggers: list[str],
+    views: list[tuple[str, str]],
+    sequence: int | None,
+) -> list[str]:
+    """The SQL of a table rebuild: views out, new table, copy, swap, dependants back."""
+    q, new = _quote(table), _quote(REBUILD_PREFIX + table)
+    sql = [f"DROP VIEW {_quote(name)}" for name, _ in views]
+    sql += [
+        create_new,
+        copy,
+        f"DROP TABLE {q}",
+        # Legacy rename leaves other tables' triggers alone instead of failing on them.
+        "PRAGMA legacy_alter_table=ON",
+        f"ALTER TABLE {new} RENAME TO {q}",
+        "PRAGMA legacy_alter_table=OFF",
+    ]
+    sql += indexes + triggers + [view_sql for _, view_sql in views]
+    if sequence is not None:
+        sql.append(f"UPDATE sqlite_sequence SET seq = {int(sequence)} WHERE name = '{table}'")
+    return sql
+
+
+_CREATE_HEAD = re.compile(r'^\s*CREATE\s+TABLE\s+(?:"((?:[^"]|"")+)"|(\S+))\s*', re.IGNORECASE)
+
+
+def _renamed_create(sql: str, new_name: str) -> str:
+    """A CREATE TABLE statement with another table name."""
+    match = _CREATE_HEAD.match(sql)
+    if match is None:
+        raise RuntimeError(f"unexpected CREATE TABLE statement: {sql[:80]}")
+    return f"CREATE TABLE {_quote(new_name)} " + sql[match.end() :]
+
+
+def _normalized(sql: str) -> str:
+    """Whitespace and the quoting of a CREATE TABLE's name do not change a schema."""
+    text = " ".join(sql.split())
+    match = _CREATE_HEAD.match(text)
+    if match is None:
+        return text
+    name = (match.group(1) or "").replace('""', '"') or match.group(2)
+    return f"CREATE TABLE {name} " + text[match.end() :]
 
 
 def _declared_type(declared: str) -> Any:
