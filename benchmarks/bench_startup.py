@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -99,7 +100,7 @@ def handoff_ms(base: Path, poll: float, waiters: int = 4, rounds: int = 15) -> f
     )
     gaps = [
         (t2 - t1) * 1000
-        for (t1, k1), (t2, k2) in zip(events, events[1:], strict=False)
+        for (t1, k1), (t2, k2) in itertools.pairwise(events)
         if k1 == "R" and k2 == "A"
     ]
     return statistics.median(gaps)
