@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import ExitCode, MigrateError, exit_code_for
-from .settings import Settings, load_settings
+from .settings import ENV_PREFIX, Settings, load_settings
 
 COMMANDS = ("run", "check", "plan", "history", "locks", "backups", "rollback")
 
@@ -67,6 +68,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         const=True,
         default=s,
         help="drop tables and columns the models no longer have",
+    )
+    add(
+        "--allow-downgrade",
+        dest="allow_downgrade",
+        action="store_const",
+        const=True,
+        default=s,
+        help="migrate even when the database is ahead of these models (a newer release ran)",
     )
     add(
         "--dry-run",
@@ -130,10 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = bool(args.pop("json", False))
     names = ("sql", "limit", "action", "backup_id", "use_backup", "to")
     extra: dict[str, Any] = {k: args.pop(k) for k in names if k in args}
+    raw_format = str(args.get("log_format") or os.environ.get(ENV_PREFIX + "LOG_FORMAT", ""))
     try:
         settings = load_settings(args)
     except MigrateError as exc:
-        return _fail(exc, as_json)
+        return _fail(exc, as_json, raw_format.strip().lower())
 
     from .logs import configure
 
@@ -141,22 +151,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[command](settings, as_json, extra)
     except MigrateError as exc:
-        return _fail(exc, as_json)
+        return _fail(exc, as_json, settings.log_format)
     except Exception as exc:  # unexpected: one line for humans, details at DEBUG
         from loguru import logger
 
         logger.opt(exception=exc).debug("Unexpected error")
-        return _fail(exc, as_json)
+        return _fail(exc, as_json, settings.log_format)
 
 
-def _fail(exc: BaseException, as_json: bool) -> int:
+def _fail(exc: BaseException, as_json: bool, log_format: str) -> int:
     code = exit_code_for(exc)
     message = str(exc) or type(exc).__name__
     if not isinstance(exc, MigrateError):
         message = f"{type(exc).__name__}: {message.splitlines()[0]}"
     if as_json:
         _print_json({"success": False, "exit_code": int(code), "error_message": message})
-    print(f"orchestrator-migrate: error: {message}", file=sys.stderr)
+    if log_format == "json":
+        line = {"level": "ERROR", "message": message, "exit_code": int(code)}
+        print(json.dumps(line), file=sys.stderr)
+    else:
+        print(f"orchestrator-migrate: error: {message}", file=sys.stderr)
     return int(code)
 
 
@@ -207,12 +221,12 @@ def _plan(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
         if plan.empty:
             print("Nothing to do: the database matches the models")
         for number, op in enumerate(plan.operations, 1):
-            flags = [] if op.reversible else ["irreversible"]
+            flags = [op.safety.value] + ([] if op.reversible else ["irreversible"])
             flags += ["destructive"] if op.destructive else []
             suffix = f"  [{', '.join(flags)}]" if flags else ""
             print(f"{number}. {op.description}{suffix}")
         for change in plan.retained:
-            print(f"kept (not in the models): {change.description}")
+            print(f"kept (not in the models): {change.description}  [{change.safety.value}]")
     return int(ExitCode.OK)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import MetaData
 
 from .api import check, migrate
 from .errors import ExitCode, MigrateError
+from .plan import Plan
 from .result import MigrationResult, Outcome
 
 _OUTCOME_FOR_CODE = {
@@ -28,7 +29,8 @@ def _graceful(overrides: dict[str, Any], metadata: MetaData | None) -> Migration
     except MigrateError as exc:
         logger.warning("Database migration failed: {}", exc)
         outcome = _OUTCOME_FOR_CODE.get(exc.exit_code, Outcome.FAILED)
-        return MigrationResult(outcome, error_message=str(exc), exit_code=exc.exit_code)
+        plan = exc.plan if isinstance(exc.plan, Plan) else Plan()
+        return MigrationResult(outcome, plan, error_message=str(exc), exit_code=exc.exit_code)
     except Exception as exc:  # a server must still start: report, never raise
         logger.warning("Database migration failed: {}", exc)
         return MigrationResult(
@@ -101,6 +103,11 @@ class AutoMigrationSystem:
             logger.warning("Rollback failed: {}", exc)
             outcome = _OUTCOME_FOR_CODE.get(exc.exit_code, Outcome.FAILED)
             return MigrationResult(outcome, error_message=str(exc), exit_code=exc.exit_code)
+        except Exception as exc:  # like the migration hook: report, never raise
+            logger.warning("Rollback failed: {}", exc)
+            return MigrationResult(
+                Outcome.FAILED, error_message=str(exc), exit_code=ExitCode.FAILED_NOT_RESTORED
+            )
 
     def execute_auto_migration(self, force_backup: bool = True) -> MigrationResult:
         """Migrate now; force_backup takes a backup even when BACKUP is off."""

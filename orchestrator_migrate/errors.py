@@ -21,6 +21,8 @@ class MigrateError(Exception):
     """Base of every error this package raises on purpose."""
 
     exit_code: ExitCode = ExitCode.FAILED_NOT_RESTORED
+    # The plan of the run that failed or was refused, when there was one (a Plan).
+    plan: object | None = None
 
 
 class ConfigError(MigrateError):

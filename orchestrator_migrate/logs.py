@@ -32,5 +32,10 @@ def configure(level: str = "INFO", fmt: str = "text", sink: TextIO | None = None
     logger.remove()
     target = sink if sink is not None else sys.stderr
     if fmt == "json":
-        return logger.add(target, level=level, format=_json_line, colorize=False)
-    return logger.add(target, level=level, format=TEXT_FORMAT, colorize=False)
+        return logger.add(
+            target, level=level, format=_json_line, colorize=False, backtrace=False, diagnose=False
+        )
+    # diagnose=False: a traceback must never print local values such as a database URL.
+    return logger.add(
+        target, level=level, format=TEXT_FORMAT, colorize=False, backtrace=False, diagnose=False
+    )

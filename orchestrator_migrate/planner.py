@@ -105,9 +105,8 @@ def _renames(changes: list[Change], metadata: MetaData) -> list[Change]:
             add = _find(result, ChangeKind.ADD_TABLE, table.name)
             drop = _find(result, ChangeKind.DROP_TABLE, old_table)
             if add is not None and drop is not None:
-                index = result.index(drop)
                 result.remove(add)
-                result[index] = Change(
+                result[result.index(drop)] = Change(
                     ChangeKind.RENAME_TABLE,
                     table.name,
                     f"rename table {old_table} to {table.name}",

@@ -185,8 +185,9 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
             history_id = run.recorder.record(conn, entry)
             _save_state(run, conn, models_fp, fp_after, plan)
             tx.commit()
-        except RefusedChange:
+        except RefusedChange as exc:
             tx.rollback()
+            exc.plan = plan
             raise
         except BaseException as exc:
             tx.rollback()
@@ -378,6 +379,7 @@ def _failed(
             f"Database migration failed and the database may be changed: {reason}{where}"
         )
     logger.error("Database migration failed: {}", reason)
+    error.plan = plan
     return error
 
 

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
 
     db_url: str | None = Field(
         default=None,
+        repr=False,
         description="any SQLAlchemy URL; wins over db_path and base_dir",
     )
     db_path: Path | None = Field(
@@ -213,6 +214,11 @@ def _read_config_files(
         for key in header:
             data = data.get(key, {}) if isinstance(data, dict) else {}
         label = f"{path} [{'.'.join(header)}]" if header else str(path)
+        if isinstance(data, dict) and "config_file" in data:
+            raise ConfigError(
+                f"{label}: key 'config_file' is not allowed in a config file; name the file"
+                f" with --config or {ENV_PREFIX}CONFIG_FILE"
+            )
         found.append((label, data if isinstance(data, dict) else {}))
     return found
 

@@ -13,7 +13,7 @@ def parse_url(url: str | URL) -> URL:
     """A SQLAlchemy URL; ConfigError naming the setting when it does not parse."""
     try:
         return make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ConfigError(
             "MCP_TASK_ORCHESTRATOR_DB_URL: not a SQLAlchemy URL"
             " (expected e.g. sqlite:///path/to.db or postgresql+psycopg://user@host/db)"
