@@ -3,7 +3,9 @@
 MODELS_V1 = """
 import sqlalchemy as sa
 md = sa.MetaData()
-sa.Table("tasks", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("title", sa.String(100)))
+sa.Table(
+    "tasks", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("title", sa.String(100))
+)
 """
 
 
