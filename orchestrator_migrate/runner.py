@@ -316,7 +316,7 @@ def _backup(run: Run, conn: Connection) -> backups.BackupInfo:
     directory = run.settings.backup_path()
     try:
         info = backups.create(run.backend, conn, directory, run.clock())
-    except OSError as exc:
+    except Exception as exc:  # disk full, read-only, file too large: refuse, change nothing
         raise RefusedChange(
             f"migration refused, nothing changed: cannot write a backup to {directory}: {exc}"
             " (fix MCP_TASK_ORCHESTRATOR_BACKUP_DIR, or set MCP_TASK_ORCHESTRATOR_BACKUP=false)"
