@@ -18,7 +18,8 @@ def _settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
     if settings is not None and not overrides:
         return settings
     if settings is not None:
-        return settings.model_copy(update=overrides)
+        # Validate the overrides like any other value; the given settings win over the sources.
+        return load_settings({**settings.model_dump(), **overrides}, environ={})
     return load_settings(overrides)
 
 
