@@ -7,10 +7,11 @@ from typing import Any
 from sqlalchemy import MetaData
 
 from .backup import BackupInfo
+from .context import prepare_run
 from .history import HistoryEntry
 from .plan import Plan
 from .result import MigrationResult
-from .runner import execute, prepare_run
+from .runner import execute
 from .settings import Settings, load_settings
 
 

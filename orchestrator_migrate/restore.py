@@ -9,11 +9,12 @@ from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
 from . import backup as backups
+from .context import Run, elapsed_ms
 from .errors import ConfigError, MigrationFailed, MigrationFailedNotRestored, RefusedChange
 from .history import HistoryEntry
 from .plan import Plan
+from .record import entry as new_entry
 from .result import MigrationResult, Outcome
-from .runner import Run, _entry, _ms
 
 
 def find_backup(run: Run, backup_id: str) -> backups.BackupInfo:
@@ -58,7 +59,7 @@ def restore(run: Run, info: backups.BackupInfo, reason: str) -> MigrationResult:
             with engine.connect() as conn, conn.begin():
                 _keep_history(run, conn, entries, info.id)
                 fp_after = backend.fingerprint(conn, run.settings.ignore_tables)
-                entry = _entry(
+                entry = new_entry(
                     run,
                     started_at,
                     "restored",
@@ -75,8 +76,10 @@ def restore(run: Run, info: backups.BackupInfo, reason: str) -> MigrationResult:
                 run.recorder.forget_state(conn)
     finally:
         engine.dispose()
-    logger.info("Backup restored: {} ({}ms)", info.id, _ms(started))
-    return MigrationResult(Outcome.APPLIED, Plan(), _ms(started), safety, history_id=history_id)
+    logger.info("Backup restored: {} ({}ms)", info.id, elapsed_ms(started))
+    return MigrationResult(
+        Outcome.APPLIED, Plan(), elapsed_ms(started), safety, history_id=history_id
+    )
 
 
 def _keep_history(run: Run, conn: Connection, entries: list[HistoryEntry], backup_id: str) -> None:
@@ -163,7 +166,7 @@ def rollback_by_sql(run: Run, after_id: int | None = None) -> MigrationResult:
                     update(run.recorder.history).where(h.id.in_(ids)).values(outcome="rolled_back")
                 )
                 fp_after = backend.fingerprint(conn, run.settings.ignore_tables)
-                entry = _entry(
+                entry = new_entry(
                     run, started_at, "rollback", Plan(), "", fp_before, fp_after, None, started
                 )
                 described = ", ".join(f"#{i}" for i in ids)
@@ -183,8 +186,8 @@ def rollback_by_sql(run: Run, after_id: int | None = None) -> MigrationResult:
                 ) from exc
     finally:
         engine.dispose()
-    logger.info("Rolled back {} by SQL in {}ms", described, _ms(started))
-    return MigrationResult(Outcome.APPLIED, Plan(), _ms(started), history_id=history_id)
+    logger.info("Rolled back {} by SQL in {}ms", described, elapsed_ms(started))
+    return MigrationResult(Outcome.APPLIED, Plan(), elapsed_ms(started), history_id=history_id)
 
 
 def _runs_to_undo(entries: list[HistoryEntry], after_id: int | None) -> list[HistoryEntry]:

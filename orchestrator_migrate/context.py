@@ -1,0 +1,69 @@
+"""One run's context: settings, backend, models, recorder and clock, passed in; nothing global."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from .backends import Backend, backend_for
+from .history import Recorder
+from .plan import Plan
+from .planner import build_plan
+from .settings import Settings
+from .targets import merge, resolve
+from .version import __version__
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything one run needs, passed in; nothing global."""
+
+    settings: Settings
+    backend: Backend
+    metadata: MetaData
+    recorder: Recorder
+    clock: Clock
+
+    @property
+    def url_for_humans(self) -> str:
+        return self.backend.url.render_as_string(hide_password=True)
+
+    def plan(self, conn: Connection) -> Plan:
+        return build_plan(conn, self.metadata, self.backend, self.settings, self.recorder)
+
+
+def prepare_run(
+    settings: Settings, metadata: MetaData | None = None, clock: Clock = _utc_now
+) -> Run:
+    """Resolve the targets and the backend for settings."""
+    targets = resolve(settings.models, [metadata] if metadata is not None else [])
+    backend = backend_for(settings.database_url(), busy_timeout_s=settings.lock_timeout / 1000)
+    return Run(settings, backend, merge(targets), Recorder(), clock)
+
+
+def models_fingerprint(run: Run, engine: Engine) -> str:
+    """A hash of the DDL the models compile to, so that unchanged models skip the diff."""
+    digest = hashlib.sha256(f"{__version__}\0{sorted(run.settings.ignore_tables)}\n".encode())
+    for table in sorted(run.metadata.sorted_tables, key=lambda t: t.key):
+        digest.update(str(CreateTable(table).compile(dialect=engine.dialect)).encode())
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            digest.update(str(CreateIndex(index).compile(dialect=engine.dialect)).encode())
+    return digest.hexdigest()
+
+
+def elapsed_ms(since: float) -> int:
+    """Milliseconds since a time.monotonic() reading."""
+    return int((time.monotonic() - since) * 1000)
