@@ -12,35 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
-HEADER = """
-import sqlalchemy as sa
-md = sa.MetaData()
-"""
-
-TASKS = """
-sa.Table(
-    "tasks", md,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("title", sa.String(100)),
-)
-"""
-
-PROJECTS = """
-sa.Table(
-    "projects", md,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(50)),
-)
-"""
+from model_snippets import PROJECTS, TASKS, models
 
 SEED_TASKS = """
 INSERT INTO tasks (id, title) VALUES (1, 'write tests'), (2, 'fix bugs'), (3, 'ship it');
 """
-
-
-def models(*tables: str) -> str:
-    return HEADER + "".join(tables)
 
 
 def tasks_with(*columns: str, extra: str = "") -> str:

@@ -13,27 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-HEADER = """
-import sqlalchemy as sa
-md = sa.MetaData()
-"""
-
-TASKS = """
-sa.Table(
-    "tasks", md,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("title", sa.String(100)),
-)
-"""
-
-PROJECTS = """
-sa.Table(
-    "projects", md,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(50)),
-)
-"""
+from model_snippets import PROJECTS, TASKS, models
 
 TASKS_TITLE_NOT_NULL = """
 sa.Table(
@@ -55,10 +35,6 @@ sa.Table(
 SEED_TASKS = "INSERT INTO tasks (id, title) VALUES (1, 'write tests'), (2, 'fix'), (3, 'ship it');"
 
 BACKUP_NAME = re.compile(r"^backup_(\d{8}_\d{6})_(\d{3})\.db$")
-
-
-def models(*tables: str) -> str:
-    return HEADER + "".join(tables)
 
 
 def tasks_with(*lines: str) -> str:
