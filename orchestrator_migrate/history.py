@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, inspect, select
 from sqlalchemy.engine import Connection
 
 HISTORY_TABLE = "orchestrator_migrate_history"
@@ -93,15 +93,40 @@ class Recorder:
 
     def __init__(self) -> None:
         self.history, self.state = _tables()
+        self._compatible: dict[str, bool] = {}
 
     def ensure(self, conn: Connection) -> None:
-        """Create the tables when missing."""
+        """Create the tables when missing; bring tables written by an older version up to date."""
         self.history.create(conn, checkfirst=True)
         self.state.create(conn, checkfirst=True)
+        quote = conn.dialect.identifier_preparer.quote
+        for column in self._missing(conn, self.history):
+            # Older rows get an empty value; every later row is written in full.
+            empty = "'{}'" if column.name in ("objects", "schema_before") else "NULL"
+            not_null = " NOT NULL" if not column.nullable and empty != "NULL" else ""
+            conn.exec_driver_sql(
+                f"ALTER TABLE {HISTORY_TABLE} ADD COLUMN {quote(column.name)}"
+                f" {column.type.compile(conn.dialect)} DEFAULT {empty}{not_null}"
+            )
+        if self._missing(conn, self.state):
+            self.state.drop(conn)  # only a cache of the last verification: start it afresh
+            self.state.create(conn)
+        self._compatible.clear()
+
+    def _missing(self, conn: Connection, table: Table) -> list[Column[Any]]:
+        have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        return [c for c in table.columns if c.name not in have]
+
+    def _usable(self, conn: Connection, table: Table) -> bool:
+        """Whether the table exists with every column this version reads."""
+        if table.name not in self._compatible:
+            exists = conn.dialect.has_table(conn, table.name)
+            self._compatible[table.name] = exists and not self._missing(conn, table)
+        return self._compatible[table.name]
 
     def exists(self, conn: Connection) -> bool:
-        """Whether the history table exists."""
-        return bool(conn.dialect.has_table(conn, HISTORY_TABLE))
+        """Whether the history table exists with the columns this version reads."""
+        return self._usable(conn, self.history)
 
     def record(self, conn: Connection, entry: HistoryEntry, keep_id: bool = False) -> int:
         """Insert one history row; returns its id."""
@@ -135,7 +160,7 @@ class Recorder:
 
     def verified_state(self, conn: Connection) -> State | None:
         """The models and schema fingerprints last verified to match, if any."""
-        if not conn.dialect.has_table(conn, STATE_TABLE):
+        if not self._usable(conn, self.state):
             return None
         row = conn.execute(select(self.state).where(self.state.c.id == 1)).first()
         if row is None:
@@ -178,7 +203,7 @@ class Recorder:
         """Every table, column and index a target has defined while this tool watched."""
         found: dict[str, set[str]] = {}
         rows: list[str] = []
-        if conn.dialect.has_table(conn, STATE_TABLE):
+        if self._usable(conn, self.state):
             rows += [r[0] for r in conn.execute(select(self.state.c.objects))]
         if self.exists(conn):
             rows += [r[0] for r in conn.execute(select(self.history.c.objects))]
@@ -189,7 +214,7 @@ class Recorder:
 
     def forget_state(self, conn: Connection) -> None:
         """Drop the verified state: the next start compares in full."""
-        if conn.dialect.has_table(conn, STATE_TABLE):
+        if self._usable(conn, self.state):
             conn.execute(self.state.delete())
 
     def save_state(
