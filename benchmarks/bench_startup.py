@@ -160,6 +160,11 @@ def main() -> None:
         f"{args.racers} processes at once, full comparison each:    {full * 1000:8.1f} ms"
         f"  ratio {full / many:.2f}x the fast path"
     )
+    ideal = args.racers * one / (os.cpu_count() or 1)
+    print(
+        f"  CPU-bound ideal, racers x one / cores:    {ideal * 1000:8.1f} ms"
+        f"  measured/ideal {many / ideal:.2f}"
+    )
     print(f"lock hand-off, our 2 ms poll:                {ours:8.1f} ms")
     print(
         f"lock hand-off, filelock default 50 ms poll:  {default:8.1f} ms"
