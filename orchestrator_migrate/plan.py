@@ -28,6 +28,11 @@ class ChangeKind(StrEnum):
     RETIRE_COLUMN = "retire_column"
 
 
+def constraint_signature(table: str, kind: str, columns: list[str] | tuple[str, ...]) -> str:
+    """How an unnamed constraint is recognised across runs: 'table:unique:a,b'."""
+    return f"{table}:{kind}:{','.join(columns)}"
+
+
 class Safety(StrEnum):
     """How a change treats the data and the replicas still running the previous models."""
 

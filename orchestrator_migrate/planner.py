@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from .backends.base import Backend
 from .errors import RefusedChange
 from .history import Recorder
-from .plan import Change, ChangeKind, Plan
+from .plan import Change, ChangeKind, Plan, constraint_signature
 from .settings import Settings
 
 
@@ -52,15 +52,24 @@ def _keep(change: Change, allow_destructive: bool, owned: dict[str, set[str]]) -
     if change.kind is ChangeKind.DROP_INDEX:
         # An index no target ever defined was added by hand (a DBA's): never ours to drop.
         return change.name not in owned.get("indexes", set())
+    if change.kind in (ChangeKind.DROP_UNIQUE, ChangeKind.DROP_FK):
+        return dropped_constraint_signature(change) not in owned.get("constraints", set())
     return False
+
+
+def dropped_constraint_signature(change: Change) -> str:
+    """The signature of the constraint a DROP_UNIQUE or DROP_FK change removes."""
+    kind = "fk" if change.kind is ChangeKind.DROP_FK else "unique"
+    original = change.op._reverse.to_constraint() if change.op._reverse is not None else None
+    columns = [c.name for c in getattr(original, "columns", ())]
+    return constraint_signature(change.table, kind, columns)
 
 
 def _counted(conn: Connection, change: Change) -> Change:
     """The change with the number of rows (table) or non-NULL values (column) it concerns."""
-    if change.kind is ChangeKind.DROP_INDEX:
-        return dataclasses.replace(
-            change, description=f"index {change.name} on {change.table} (not defined by the models)"
-        )
+    if change.kind in (ChangeKind.DROP_INDEX, ChangeKind.DROP_UNIQUE, ChangeKind.DROP_FK):
+        what = change.description.removeprefix("drop ")
+        return dataclasses.replace(change, description=f"{what} (not defined by the models)")
     if change.kind not in (ChangeKind.DROP_TABLE, ChangeKind.DROP_COLUMN):
         return change
     quote = conn.dialect.identifier_preparer.quote

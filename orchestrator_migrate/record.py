@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from .backup import BackupInfo
 from .context import Run, elapsed_ms
 from .history import HistoryEntry
-from .plan import Plan
+from .plan import Plan, constraint_signature
 from .version import __version__
 
 
@@ -56,7 +56,17 @@ def owned_objects(metadata: MetaData) -> dict[str, list[str]]:
     tables = sorted(metadata.tables)
     columns = sorted(f"{t.name}.{c.name}" for t in metadata.sorted_tables for c in t.columns)
     indexes = sorted(str(i.name) for t in metadata.sorted_tables for i in t.indexes if i.name)
-    return {"tables": tables, "columns": columns, "indexes": indexes}
+    constraints = sorted(
+        constraint_signature(t.name, kind, [c.name for c in getattr(con, "columns", ())])
+        for t in metadata.sorted_tables
+        for con in t.constraints
+        for kind in [_KINDS.get(type(con).__name__)]
+        if kind
+    )
+    return {"tables": tables, "columns": columns, "indexes": indexes, "constraints": constraints}
+
+
+_KINDS = {"UniqueConstraint": "unique", "ForeignKeyConstraint": "fk"}
 
 
 def save_state(run: Run, conn: Connection, models_fp: str, schema_fp: str, plan: Plan) -> None:

@@ -12,14 +12,24 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, MetaData, event, text
+from sqlalchemy import (
+    Column,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    event,
+    inspect,
+    text,
+)
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.schema import CreateTable
 
 from ..filters import ignored
 from ..lock import FileMigrationLock, MigrationLock, ProcessLocalLock
-from ..plan import Change, ChangeKind, Operation
+from ..plan import Change, ChangeKind, Operation, constraint_signature
 
 REBUILD_PREFIX = "_om_new_"
 TIME_CHECK_EVERY_VM_STEPS = 1000
@@ -211,6 +221,7 @@ class SQLiteBackend:
                         server_default=text(default) if default is not None else None,
                     )
                 )
+        self._keep_foreign_constraints(conn, target, changes)
         create = str(CreateTable(target).compile(dialect=conn.dialect)).strip()
         prefix = f"CREATE TABLE {conn.dialect.identifier_preparer.format_table(target)} "
         if not create.startswith(prefix):
@@ -270,6 +281,46 @@ class SQLiteBackend:
             reversible=not any(c.destructive for c in changes),
             rebuilt_rows=int(rows),
         )
+
+    @staticmethod
+    def _keep_foreign_constraints(conn: Connection, target: Table, changes: list[Change]) -> None:
+        """Carry over UNIQUE and FOREIGN KEY constraints the database has and the models do
+        not (a DBA's), unless this plan drops them (they were ours)."""
+        from ..planner import dropped_constraint_signature
+
+        dropping = {
+            dropped_constraint_signature(c)
+            for c in changes
+            if c.kind in (ChangeKind.DROP_UNIQUE, ChangeKind.DROP_FK)
+        }
+        modelled = {
+            constraint_signature(target.name, kind, [c.name for c in con.columns])
+            for con in target.constraints
+            for kind in ["fk" if isinstance(con, ForeignKeyConstraint) else "unique"]
+            if isinstance(con, UniqueConstraint | ForeignKeyConstraint)
+        }
+        insp = inspect(conn)
+        for uc in insp.get_unique_constraints(target.name):
+            cols = list(uc["column_names"])
+            sig = constraint_signature(target.name, "unique", cols)
+            if sig not in modelled | dropping and all(c in target.c for c in cols):
+                target.append_constraint(UniqueConstraint(*cols))
+        for fk in insp.get_foreign_keys(target.name):
+            cols, referred = list(fk["constrained_columns"]), fk["referred_table"]
+            sig = constraint_signature(target.name, "fk", cols)
+            if sig in modelled | dropping or not all(c in target.c for c in cols):
+                continue
+            scratch = target.metadata
+            if referred not in scratch.tables:  # another application's table: a stub to refer to
+                Table(referred, scratch, *(Column(c, Integer) for c in fk["referred_columns"]))
+            target.append_constraint(
+                ForeignKeyConstraint(
+                    cols,
+                    [f"{referred}.{c}" for c in fk["referred_columns"]],
+                    ondelete=(fk.get("options") or {}).get("ondelete"),
+                    onupdate=(fk.get("options") or {}).get("onupdate"),
+                )
+            )
 
     @staticmethod
     def _backfill_note(conn: Connection, table: str, column: str, expr: str, exists: bool) -> str:
