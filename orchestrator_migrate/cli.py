@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExitCode, MigrateError, exit_code_for
+from .result import Outcome
 from .settings import ENV_PREFIX, Settings, load_settings
 
 COMMANDS = ("run", "check", "plan", "history", "locks", "backups", "rollback")
@@ -198,6 +199,9 @@ def _check(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
             print(f"Migration needed: {len(result.plan.operations)} operations")
             for op in result.plan.operations:
                 print(f"  - {op.description}")
+        elif result.outcome is Outcome.AHEAD:
+            print("Database schema is ahead of these models (a newer release migrated it);")
+            print("nothing to do: this release keeps working on it")
         else:
             print("Database schema is up to date")
         for change in result.plan.retained:

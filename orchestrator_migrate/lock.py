@@ -154,6 +154,7 @@ class FileMigrationLock(MigrationLock):
         return True
 
     def _release(self) -> None:
+        self.lease_path.unlink(missing_ok=True)  # the lease exists while the lock is held
         self._lock.release()
 
     def _write_lease(self, lease: Lease) -> None:
