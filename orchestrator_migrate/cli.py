@@ -257,11 +257,13 @@ def _history(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
 
 
 def _locks(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
-    from .backends import backend_for
+    from .backends import lock_for
 
-    backend = backend_for(settings.database_url())
-    lock = backend.lock(settings.lock_timeout / 1000, settings.lock_name)
-    holder = lock.current_holder()
+    lock = lock_for(settings.database_url(), settings.lock_timeout / 1000, settings.lock_name)
+    try:
+        holder = lock.current_holder()
+    finally:
+        lock.close()
     if as_json:
         _print_json(
             {

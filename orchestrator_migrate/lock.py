@@ -108,6 +108,10 @@ class MigrationLock(ABC):
             return None
         return self.read_lease()
 
+    def close(self) -> None:
+        """Release the lock if held and free what the mechanism holds (a connection)."""
+        self.release()
+
     def __enter__(self) -> MigrationLock:
         self.acquire()
         return self
@@ -118,7 +122,7 @@ class MigrationLock(ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        self.close()
 
 
 class FileMigrationLock(MigrationLock):

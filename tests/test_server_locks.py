@@ -30,9 +30,9 @@ def url_text(url) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def start_holder(kind, url) -> subprocess.Popen[str]:
+def start_holder(kind, url, name: str = "om") -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, WORKER, kind, url_text(url), "om", "hold"],
+        [sys.executable, WORKER, kind, url_text(url), name, "hold"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -96,3 +96,20 @@ def test_different_lock_names_do_not_block_each_other(server):
     finally:
         first.close()
         second.close()
+
+
+def test_locks_command_shows_the_holder_of_a_server_lock(server, ws):
+    kind, url, _ = server
+    env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(url)}
+    assert ws.cli("locks", "--json", env=env).json()["held"] is False
+    holder = start_holder(kind, url, name="orchestrator_migrate")
+    try:
+        shown = ws.cli("locks", "--json", env=env)
+        text = ws.cli("locks", env=env)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert shown.returncode == 0, shown.output
+    assert shown.json()["held"] is True
+    assert shown.json()["holder"]["pid"] == holder.pid
+    assert f"pid {holder.pid}" in text.stdout

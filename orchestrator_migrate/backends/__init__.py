@@ -6,6 +6,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..errors import ConfigError
+from ..lock import MigrationLock
 from .base import Backend
 
 
@@ -34,4 +35,19 @@ def backend_for(url: str | URL, busy_timeout_s: float = 60.0) -> Backend:
     )
 
 
-__all__ = ["Backend", "backend_for", "parse_url"]
+def lock_for(url: str | URL, timeout_s: float, lock_name: str) -> MigrationLock:
+    """The migration lock for a database URL, on every dialect that has one."""
+    parsed = parse_url(url)
+    dialect = parsed.get_backend_name()
+    if dialect == "postgresql":
+        from ..server_locks import PostgresAdvisoryLock
+
+        return PostgresAdvisoryLock(parsed, lock_name, timeout_s)
+    if dialect in ("mysql", "mariadb"):
+        from ..server_locks import MySQLNamedLock
+
+        return MySQLNamedLock(parsed, lock_name, timeout_s)
+    return backend_for(parsed).lock(timeout_s, lock_name)
+
+
+__all__ = ["Backend", "backend_for", "lock_for", "parse_url"]
