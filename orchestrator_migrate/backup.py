@@ -40,9 +40,7 @@ def backup_id(now: datetime) -> str:
     return now.strftime(f"{PREFIX}%Y%m%d_%H%M%S_") + f"{now.microsecond // 1000:03d}"
 
 
-def create(
-    backend: Backend, conn: Connection, directory: Path, now: datetime, suffix: str = ".db"
-) -> BackupInfo:
+def create(backend: Backend, conn: Connection, directory: Path, now: datetime) -> BackupInfo:
     """Copy the database on conn into directory; never overwrites an existing backup."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     stem = backup_id(now)
@@ -52,6 +50,7 @@ def create(
     try:
         backend.backup_to(conn, tmp)
         backend.check_backup(tmp)
+        suffix = backend.backup_suffix
         final, n = directory / f"{stem}{suffix}", 0
         while True:
             try:

@@ -138,6 +138,12 @@ class Recorder:
         values["objects"] = json.dumps(entry.objects)
         values["schema_before"] = json.dumps(entry.schema_before)
         result = conn.execute(insert(self.history).values(**values))
+        if keep_id and conn.dialect.name == "postgresql":
+            # An explicit id leaves the serial behind; the next row must not reuse an id.
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{HISTORY_TABLE}', 'id'),"
+                f" (SELECT max(id) FROM {HISTORY_TABLE}))"
+            )
         key = result.inserted_primary_key
         return int(key[0]) if key else 0
 

@@ -134,7 +134,7 @@ def failed(
 
 def _reason(exc: BaseException, limit_ms: int) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc) else repr(exc)
-    if "interrupted" in text.lower():
+    if "interrupted" in text.lower() or "canceling statement" in text.lower():
         return (
             f"exceeded MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT ({limit_ms}ms) and was interrupted"
         )

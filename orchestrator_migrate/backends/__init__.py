@@ -13,12 +13,15 @@ from .base import Backend
 def parse_url(url: str | URL) -> URL:
     """A SQLAlchemy URL; ConfigError naming the setting when it does not parse."""
     try:
-        return make_url(url)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         raise ConfigError(
             "MCP_TASK_ORCHESTRATOR_DB_URL: not a SQLAlchemy URL"
             " (expected e.g. sqlite:///path/to.db or postgresql+psycopg://user@host/db)"
         ) from None
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")  # psycopg 3, the `postgres` extra
+    return parsed
 
 
 def backend_for(url: str | URL, busy_timeout_s: float = 60.0) -> Backend:
@@ -29,9 +32,13 @@ def backend_for(url: str | URL, busy_timeout_s: float = 60.0) -> Backend:
         from .sqlite import SQLiteBackend
 
         return SQLiteBackend(parsed, busy_timeout_s)
+    if dialect == "postgresql":
+        from .postgresql import PostgreSQLBackend
+
+        return PostgreSQLBackend(parsed, busy_timeout_s)
     raise ConfigError(
         f"database {parsed.render_as_string(hide_password=True)}: the {dialect!r} backend is"
-        " not supported yet; supported: sqlite"
+        " not supported yet; supported: sqlite, postgresql"
     )
 
 

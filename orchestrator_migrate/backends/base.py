@@ -19,6 +19,7 @@ class Backend(Protocol):
 
     name: str
     url: URL
+    backup_suffix: str
 
     def create_engine(self, read_only: bool = False) -> Engine:
         """An engine whose transactions cover DDL; read_only never writes, not even a file."""

@@ -61,6 +61,7 @@ class SQLiteBackend:
     """The embedded default."""
 
     name = "sqlite"
+    backup_suffix = ".db"
 
     def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
         self.url = url

@@ -1,0 +1,221 @@
+"""PostgreSQL: transactional DDL, an advisory lock, pg_dump backups, a cancel-based time limit."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.engine import URL, Connection, Engine
+
+from ..errors import RefusedChange
+from ..filters import ignored
+from ..lock import MigrationLock
+from ..plan import Change, ChangeKind, Operation
+
+# Spellings PostgreSQL reflects differently from how SQLAlchemy compiles the same type.
+_ALIASES = {
+    "FLOAT": "DOUBLE PRECISION",
+    "FLOAT(53)": "DOUBLE PRECISION",
+    "REAL": "REAL",
+    "TIMESTAMP WITHOUT TIME ZONE": "TIMESTAMP",
+    "TIME WITHOUT TIME ZONE": "TIME",
+    "CHARACTER VARYING": "VARCHAR",
+    "INT": "INTEGER",
+    "INT4": "INTEGER",
+    "INT8": "BIGINT",
+    "BOOL": "BOOLEAN",
+}
+
+
+def _spelling(type_: Any) -> str:
+    from sqlalchemy.dialects import postgresql
+
+    dialect: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
+    text = " ".join(type_.compile(dialect=dialect).upper().split())
+    text = text.replace("CHARACTER VARYING", "VARCHAR")
+    return _ALIASES.get(text, text)
+
+
+class PostgreSQLBackend:
+    """A PostgreSQL database, in the schema the connection uses by default."""
+
+    name = "postgresql"
+    backup_suffix = ".dump"  # pg_dump's custom format, for pg_restore
+
+    def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
+        self.url = url
+        self.busy_timeout_s = busy_timeout_s
+
+    def create_engine(self, read_only: bool = False) -> Engine:
+        return sa_create_engine(self.url)
+
+    def prepare(self) -> None:
+        """Nothing to create: the server holds the database."""
+
+    def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
+        from ..server_locks import PostgresAdvisoryLock
+
+        return PostgresAdvisoryLock(self.url, lock_name, timeout_s)
+
+    def types_differ(self, inspected_type: Any, metadata_type: Any) -> bool:
+        return _spelling(inspected_type) != _spelling(metadata_type)
+
+    def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
+        queries = (
+            "SELECT table_name, column_name || ' ' || data_type || ' '"
+            " || coalesce(character_maximum_length::text, '') || ' ' || is_nullable || ' '"
+            " || coalesce(column_default, '') FROM information_schema.columns"
+            " WHERE table_schema = current_schema() ORDER BY 1, ordinal_position",
+            "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            " ORDER BY 1, indexname",
+            "SELECT conrelid::regclass::text, conname || ' ' || pg_get_constraintdef(oid)"
+            " FROM pg_constraint WHERE connamespace = current_schema()::regnamespace"
+            " AND conrelid <> 0 ORDER BY 1, conname",
+        )
+        digest = hashlib.sha256()
+        for query in queries:
+            for table, text in conn.exec_driver_sql(query):
+                if not ignored(str(table).strip('"'), ignore):
+                    digest.update(f"{table}\0{text}\n".encode())
+        return digest.hexdigest()
+
+    def compile(
+        self, conn: Connection, changes: Sequence[Change], metadata: MetaData
+    ) -> list[Operation]:
+        operations = []
+        for change in changes:
+            sql = self._sql(conn, change, metadata)
+            rewrites = change.kind is ChangeKind.ALTER_TYPE  # PostgreSQL rewrites the table
+            rows = None
+            if rewrites:
+                q = conn.dialect.identifier_preparer.quote
+                rows = int(
+                    conn.exec_driver_sql(f"SELECT count(*) FROM {q(change.table)}").scalar_one()
+                )
+            operations.append(
+                Operation(
+                    kind=change.kind.value,
+                    table=change.table,
+                    description=change.description,
+                    sql=tuple(sql),
+                    changes=(change,),
+                    reversible=not change.destructive,
+                    rebuilt_rows=rows,
+                )
+            )
+        return operations
+
+    def _sql(self, conn: Connection, change: Change, metadata: MetaData) -> list[str]:
+        from ..ddl import render
+
+        q = conn.dialect.identifier_preparer.quote
+        table = q(change.table)
+        column = q(change.column) if change.column else ""
+        model = metadata.tables.get(change.table)
+        model_column = model.c.get(change.column) if model is not None and change.column else None
+        backfill = model_column.info.get("backfill") if model_column is not None else None
+        kind = change.kind
+        if kind is ChangeKind.RENAME_TABLE:
+            return [f"ALTER TABLE {q(str(change.name))} RENAME TO {table}"]
+        if kind is ChangeKind.RENAME_COLUMN:
+            return [f"ALTER TABLE {table} RENAME COLUMN {q(str(change.name))} TO {column}"]
+        if kind in (ChangeKind.DROP_NOT_NULL, ChangeKind.RETIRE_COLUMN):
+            return [f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL"]
+        if kind is ChangeKind.SET_NOT_NULL:
+            fill = [f"UPDATE {table} SET {column} = ({backfill}) WHERE {column} IS NULL"]
+            return (fill if backfill else []) + [
+                f"ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL"
+            ]
+        if kind is ChangeKind.ALTER_TYPE:
+            new = change.op.modify_type.compile(dialect=conn.dialect)
+            return [f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {new} USING {column}::{new}"]
+        if kind is ChangeKind.ADD_COLUMN and backfill:
+            col = change.op.column
+            spec = col.type.compile(dialect=conn.dialect)
+            return [
+                f"ALTER TABLE {table} ADD COLUMN {column} {spec}",
+                f"UPDATE {table} SET {column} = ({backfill})",
+            ] + (
+                [] if col.nullable else [f"ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL"]
+            )
+        return render(conn.dialect, change.op)
+
+    def _pg_args(self) -> tuple[list[str], dict[str, str]]:
+        url = self.url
+        args = ["-h", url.host or "localhost", "-p", str(url.port or 5432)]
+        if url.username:
+            args += ["-U", url.username]
+        env = dict(os.environ)
+        if url.password:
+            env["PGPASSWORD"] = str(url.password)
+        return args, env
+
+    def backup_to(self, conn: Connection, destination: Path) -> None:
+        args, env = self._pg_args()
+        self._tool(
+            ["pg_dump", "-Fc", "--no-owner", "-f", str(destination), *args, str(self.url.database)],
+            env,
+        )
+
+    def check_backup(self, path: Path) -> None:
+        _, env = self._pg_args()
+        self._tool(["pg_restore", "--list", str(path)], env)
+
+    def restore_from(self, path: Path) -> None:
+        # The dump holds the whole schema: empty it and replay the dump in one transaction, so
+        # that objects created after the backup (which depend on restored ones) go too.
+        args, env = self._pg_args()
+        script = self._tool(["pg_restore", "--no-owner", "-f", "-", str(path)], env)
+        prelude = "DROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\n"
+        psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", *args]
+        self._tool([*psql, "-d", str(self.url.database)], env, stdin=prelude + script)
+
+    @staticmethod
+    def _tool(command: list[str], env: dict[str, str], stdin: str | None = None) -> str:
+        try:
+            done = subprocess.run(
+                command, env=env, input=stdin, capture_output=True, text=True, timeout=3600
+            )
+        except FileNotFoundError as exc:
+            raise OSError(f"{command[0]} is not installed (PostgreSQL client tools)") from exc
+        if done.returncode != 0:
+            raise OSError(f"{command[0]} failed: {done.stderr.strip()[:500]}")
+        return done.stdout
+
+    def snapshot(self, conn: Connection, tables: Sequence[str]) -> dict[str, Any]:
+        return {}
+
+    def reverse_sql(
+        self,
+        conn: Connection,
+        before: dict[str, Any],
+        created: Sequence[str],
+        renamed_columns: dict[str, dict[str, str]],
+    ) -> list[str]:
+        raise RefusedChange(
+            "rollback by SQL is not available on PostgreSQL yet; nothing changed. Use"
+            " `orchestrator-migrate rollback --use-backup`"
+        )
+
+    def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
+        # PostgreSQL checks constraints as each statement runs; the fresh diff does the rest.
+        return []
+
+    @contextmanager
+    def time_limit(self, conn: Connection, seconds: float) -> Iterator[None]:
+        dbapi: Any = conn.connection.dbapi_connection
+        # A cancel request at the deadline bounds the whole apply, not each statement.
+        timer = threading.Timer(seconds, dbapi.cancel)
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
