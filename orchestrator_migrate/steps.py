@@ -134,6 +134,12 @@ def failed(
 
 def _reason(exc: BaseException, limit_ms: int) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc) else repr(exc)
+    if "lock timeout" in text.lower():
+        return (
+            "a table stayed locked by another transaction (a long-running query?), so the"
+            " migration gave up instead of blocking every reader behind it; the next start"
+            " tries again"
+        )
     if "interrupted" in text.lower() or "canceling statement" in text.lower():
         return (
             f"exceeded MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT ({limit_ms}ms) and was interrupted"

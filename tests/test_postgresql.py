@@ -173,3 +173,29 @@ def test_racers_on_an_empty_postgresql_database_create_the_schema_once(ws, pg_ur
     assert sum("Database migration completed" in err for _, err in results) == 1
     history = run_sql(pg_url, "SELECT outcome FROM orchestrator_migrate_history")
     assert history == [("applied",)]
+
+
+def test_a_table_locked_by_a_long_transaction_fails_fast_instead_of_blocking_readers(ws, pg_url):
+    env = seed(ws, pg_url)
+    before = schema(pg_url)
+    engine = sa.create_engine(pg_url)
+    reader = engine.connect()
+    try:
+        tx = reader.begin()
+        reader.exec_driver_sql("SELECT count(*) FROM tasks").all()  # holds ACCESS SHARE on tasks
+        started = time.monotonic()
+        result = ws.cli(
+            "--models",
+            ws.write_models("pg_v2", V2),
+            env={**env, "MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT": "2000"},
+        )
+        waited = time.monotonic() - started
+        tx.rollback()
+    finally:
+        reader.close()
+        engine.dispose()
+    assert result.returncode == 5, result.output
+    assert "stayed locked" in result.stderr
+    assert waited < 30
+    assert schema(pg_url) == before
+    assert ws.cli("--models", ws.write_models("pg_v2", V2), env=env).returncode == 0

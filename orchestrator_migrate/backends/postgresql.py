@@ -20,6 +20,8 @@ from ..filters import ignored
 from ..lock import MigrationLock
 from ..plan import Change, ChangeKind, Operation
 
+LOCK_WAIT_S = 5.0
+
 # Spellings PostgreSQL reflects differently from how SQLAlchemy compiles the same type.
 _ALIASES = {
     "FLOAT": "DOUBLE PRECISION",
@@ -212,6 +214,10 @@ class PostgreSQLBackend:
     @contextmanager
     def time_limit(self, conn: Connection, seconds: float) -> Iterator[None]:
         dbapi: Any = conn.connection.dbapi_connection
+        # A DDL statement waiting for a table lock makes every later reader of that table wait
+        # behind it: give up quickly instead, roll back, and let the next start try again.
+        wait_ms = max(1, int(min(seconds / 2, LOCK_WAIT_S) * 1000))
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {wait_ms}")
         # A cancel request at the deadline bounds the whole apply, not each statement.
         timer = threading.Timer(seconds, dbapi.cancel)
         timer.start()
