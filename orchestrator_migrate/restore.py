@@ -1,8 +1,9 @@
-"""Restore: put a backup back, keeping the history, after backing up the current database."""
+"""Rollback and restore: undo runs by inverse SQL or from their backups; the history survives."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from loguru import logger
 from sqlalchemy import update
@@ -31,8 +32,6 @@ def find_backup(run: Run, backup_id: str) -> backups.BackupInfo:
 
 def restore(run: Run, info: backups.BackupInfo, reason: str) -> MigrationResult:
     """Replace the database with a verified backup; the history survives and records it."""
-    import time
-
     started = time.monotonic()
     backend = run.backend
     try:
@@ -143,8 +142,6 @@ def rollback_to(run: Run, history_id: int) -> MigrationResult:
 def rollback_by_sql(run: Run, after_id: int | None = None) -> MigrationResult:
     """Undo the newest applied run (or every applied run after after_id) with inverse SQL, in
     one transaction, checked against the schema recorded before each run."""
-    import time
-
     started = time.monotonic()
     backend = run.backend
     engine = backend.create_engine()

@@ -17,6 +17,7 @@ from .plan import ChangeKind, Plan
 
 
 def refuse_if_needed(conn: Connection, plan: Plan, metadata: MetaData) -> None:
+    """Refuse, before any change, a plan whose data-dependent changes the data does not fit."""
     from .checks import refusals
 
     problems = refusals(conn, plan, metadata)
@@ -25,6 +26,7 @@ def refuse_if_needed(conn: Connection, plan: Plan, metadata: MetaData) -> None:
 
 
 def refuse_if_too_slow(conn: Connection, plan: Plan, limit_ms: int) -> int:
+    """Refuse, before any backup, a plan estimated over the limit; returns the estimate."""
     from .estimate import estimate_ms
 
     estimate = estimate_ms(conn, plan)
