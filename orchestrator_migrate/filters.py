@@ -5,7 +5,9 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 
-OWN_TABLES = frozenset({"orchestrator_migrate_history", "orchestrator_migrate_state"})
+OWN_TABLES = frozenset(
+    {"orchestrator_migrate_history", "orchestrator_migrate_state", "orchestrator_migrate_lease"}
+)
 
 
 def ignored(table: str, patterns: Sequence[str]) -> bool:

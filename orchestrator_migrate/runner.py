@@ -90,7 +90,9 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
                 return _up_to_date(started, plan)
             steps.refuse_if_needed(conn, plan, run.metadata)
             estimate = steps.refuse_if_too_slow(conn, plan, settings.migration_timeout)
-            if settings.backup and steps.has_tables(conn, settings.ignore_tables):
+            # Without transactional DDL the backup is what undoes a failure part-way: always.
+            needs_backup = settings.backup or not backend.transactional_ddl
+            if needs_backup and steps.has_tables(conn, settings.ignore_tables):
                 backup_info = steps.backup(run, conn)
             created = {c.table for c in plan.changes if c.kind is ChangeKind.ADD_TABLE}
             touched = sorted({op.table for op in plan.operations} - created)

@@ -101,6 +101,7 @@ def failed(
     """Turn an exception during apply into a typed error, after checking the rollback held."""
     reason = _reason(exc, run.settings.migration_timeout)
     try:
+        _restore_if_half_applied(run, conn, fp_before, backup_info)
         with conn.begin():
             restored = run.backend.fingerprint(conn, run.settings.ignore_tables) == fp_before
             row = record.entry(
@@ -132,6 +133,19 @@ def failed(
     logger.error("Database migration failed: {}", reason)
     error.plan = plan
     return error
+
+
+def _restore_if_half_applied(
+    run: Run, conn: Connection, fp_before: str, backup_info: backups.BackupInfo | None
+) -> None:
+    """Where DDL commits statement by statement, put the backup back after a failure."""
+    if run.backend.transactional_ddl or backup_info is None:
+        return
+    with conn.begin():
+        changed = run.backend.fingerprint(conn, run.settings.ignore_tables) != fp_before
+    if changed:
+        logger.warning("Restoring {} after a failure part-way through the plan", backup_info.id)
+        run.backend.restore_from(backup_info.path)
 
 
 def _reason(exc: BaseException, limit_ms: int) -> str:

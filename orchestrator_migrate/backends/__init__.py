@@ -19,8 +19,13 @@ def parse_url(url: str | URL) -> URL:
             "MCP_TASK_ORCHESTRATOR_DB_URL: not a SQLAlchemy URL"
             " (expected e.g. sqlite:///path/to.db or postgresql+psycopg://user@host/db)"
         ) from None
-    if parsed.drivername == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg")  # psycopg 3, the `postgres` extra
+    drivers = {
+        "postgresql": "postgresql+psycopg",
+        "mysql": "mysql+pymysql",
+        "mariadb": "mariadb+pymysql",
+    }  # the drivers of the `postgres` and `mysql` extras
+    if parsed.drivername in drivers:
+        return parsed.set(drivername=drivers[parsed.drivername])
     return parsed
 
 
@@ -36,9 +41,13 @@ def backend_for(url: str | URL, busy_timeout_s: float = 60.0) -> Backend:
         from .postgresql import PostgreSQLBackend
 
         return PostgreSQLBackend(parsed, busy_timeout_s)
+    if dialect in ("mysql", "mariadb"):
+        from .mysql import MySQLBackend
+
+        return MySQLBackend(parsed, busy_timeout_s)
     raise ConfigError(
         f"database {parsed.render_as_string(hide_password=True)}: the {dialect!r} backend is"
-        " not supported yet; supported: sqlite, postgresql"
+        " not supported; supported: sqlite, postgresql, mysql/mariadb"
     )
 
 

@@ -20,6 +20,8 @@ class Backend(Protocol):
     name: str
     url: URL
     backup_suffix: str
+    # Whether a failed plan rolls back with the transaction (else a backup restores it).
+    transactional_ddl: bool
 
     def create_engine(self, read_only: bool = False) -> Engine:
         """An engine whose transactions cover DDL; read_only never writes, not even a file."""

@@ -51,6 +51,7 @@ class PostgreSQLBackend:
 
     name = "postgresql"
     backup_suffix = ".dump"  # pg_dump's custom format, for pg_restore
+    transactional_ddl = True
 
     def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
         self.url = url

@@ -62,6 +62,7 @@ class SQLiteBackend:
 
     name = "sqlite"
     backup_suffix = ".db"
+    transactional_ddl = True
 
     def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
         self.url = url

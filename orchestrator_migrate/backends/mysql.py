@@ -1,0 +1,239 @@
+"""MariaDB and MySQL: GET_LOCK, mariadb-dump backups, and restore when DDL fails half-way.
+
+MariaDB commits every DDL statement on its own, so a plan cannot run in one transaction: a backup
+is always taken before a change, and a failure part-way restores it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, text
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.pool import NullPool
+
+from ..errors import RefusedChange
+from ..filters import ignored
+from ..lock import MigrationLock
+from ..plan import Change, ChangeKind, Operation
+
+DUMP_DONE = "-- Dump completed"
+_INT_WIDTH = re.compile(r"^((?:TINY|SMALL|MEDIUM|BIG)?INT(?:EGER)?)\(\d+\)")
+
+
+def _spelling(type_: Any) -> str:
+    from sqlalchemy.dialects import mysql
+
+    dialect: Any = mysql.dialect()
+    spelled = " ".join(type_.compile(dialect=dialect).upper().split())
+    if spelled in ("BOOL", "BOOLEAN", "TINYINT(1)"):
+        return "BOOL"
+    spelled = _INT_WIDTH.sub(r"\1", spelled)  # display widths change nothing
+    return {"INT": "INTEGER"}.get(spelled, spelled)
+
+
+class MySQLBackend:
+    """A MariaDB or MySQL database."""
+
+    name = "mysql"
+    backup_suffix = ".sql"
+    transactional_ddl = False
+
+    def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
+        self.url = url
+        self.busy_timeout_s = busy_timeout_s
+
+    def create_engine(self, read_only: bool = False) -> Engine:
+        return sa_create_engine(self.url)
+
+    def prepare(self) -> None:
+        """Nothing to create: the server holds the database."""
+
+    def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
+        from ..server_locks import MySQLNamedLock
+
+        return MySQLNamedLock(self.url, lock_name, timeout_s)
+
+    def types_differ(self, inspected_type: Any, metadata_type: Any) -> bool:
+        return _spelling(inspected_type) != _spelling(metadata_type)
+
+    def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
+        queries = (
+            "SELECT TABLE_NAME, CONCAT_WS(' ', COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE,"
+            " COALESCE(COLUMN_DEFAULT, '')) FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            "SELECT TABLE_NAME, CONCAT_WS(' ', INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME)"
+            " FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
+            " ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+            "SELECT TABLE_NAME, CONCAT_WS(' ', CONSTRAINT_NAME, COLUMN_NAME,"
+            " COALESCE(REFERENCED_TABLE_NAME, ''), COALESCE(REFERENCED_COLUMN_NAME, ''))"
+            " FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE()"
+            " ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION",
+        )
+        digest = hashlib.sha256()
+        for query in queries:
+            for table, described in conn.exec_driver_sql(query):
+                if not ignored(str(table), ignore):
+                    digest.update(f"{table}\0{described}\n".encode())
+        return digest.hexdigest()
+
+    def compile(
+        self, conn: Connection, changes: Sequence[Change], metadata: MetaData
+    ) -> list[Operation]:
+        from ..ddl import render
+
+        q = conn.dialect.identifier_preparer.quote
+        operations = []
+        rendered: set[int] = set()
+        for change in changes:
+            if change.kind is ChangeKind.RENAME_TABLE:
+                sql = [f"ALTER TABLE {q(str(change.name))} RENAME TO {q(change.table)}"]
+            elif change.kind is ChangeKind.RENAME_COLUMN:
+                sql = [
+                    f"ALTER TABLE {q(change.table)} RENAME COLUMN {q(str(change.name))}"
+                    f" TO {q(str(change.column))}"
+                ]
+            elif change.kind is ChangeKind.RETIRE_COLUMN:
+                column = change.op.to_column()
+                spec = column.type.compile(dialect=conn.dialect)
+                sql = [f"ALTER TABLE {q(change.table)} MODIFY {q(str(change.column))} {spec} NULL"]
+            elif id(change.op) in rendered:
+                sql = []  # one ALTER ... MODIFY carries the type and the nullability together
+            else:
+                rendered.add(id(change.op))
+                sql = render(conn.dialect, change.op)
+            rows = None
+            if change.kind in (ChangeKind.ALTER_TYPE, ChangeKind.SET_NOT_NULL):
+                count = conn.exec_driver_sql(f"SELECT count(*) FROM {q(change.table)}")
+                rows = int(count.scalar_one())  # MariaDB copies the table for these
+            operations.append(
+                Operation(
+                    kind=change.kind.value,
+                    table=change.table,
+                    description=change.description,
+                    sql=tuple(sql),
+                    changes=(change,),
+                    reversible=not change.destructive,
+                    rebuilt_rows=rows,
+                )
+            )
+        return operations
+
+    def _client_args(self) -> tuple[list[str], dict[str, str]]:
+        url = self.url
+        args = ["-h", url.host or "localhost", "-P", str(url.port or 3306)]
+        if url.username:
+            args += ["-u", url.username]
+        env = dict(os.environ)
+        if url.password:
+            env["MYSQL_PWD"] = str(url.password)
+        return args, env
+
+    def backup_to(self, conn: Connection, destination: Path) -> None:
+        args, env = self._client_args()
+        _tool(
+            [
+                "mariadb-dump",
+                "--single-transaction",
+                "--routines",
+                "--triggers",
+                *args,
+                "-r",
+                str(destination),
+                str(self.url.database),
+            ],
+            env,
+        )
+
+    def check_backup(self, path: Path) -> None:
+        with path.open("rb") as dump:
+            dump.seek(max(0, path.stat().st_size - 200))
+            tail = dump.read().decode("utf-8", "replace")
+        if DUMP_DONE not in tail:
+            raise OSError(f"{path} is not a complete mariadb-dump file")
+
+    def restore_from(self, path: Path) -> None:
+        engine = sa_create_engine(self.url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                tables = [
+                    r[0]
+                    for r in conn.execute(
+                        text(
+                            "SELECT TABLE_NAME FROM information_schema.TABLES"
+                            " WHERE TABLE_SCHEMA = DATABASE()"
+                        )
+                    )
+                ]
+        finally:
+            engine.dispose()
+        # Tables created after the backup go too: the dump holds the whole database.
+        drop = ", ".join(f"`{t}`" for t in tables)
+        # Waits for readers that hold the tables, as long as LOCK_TIMEOUT allows.
+        prelude = f"SET SESSION lock_wait_timeout = {max(1, int(self.busy_timeout_s))};\n"
+        prelude += "SET FOREIGN_KEY_CHECKS=0;\n" + (
+            f"DROP TABLE IF EXISTS {drop};\n" if drop else ""
+        )
+        args, env = self._client_args()
+        script = prelude + path.read_text(encoding="utf-8") + "\nSET FOREIGN_KEY_CHECKS=1;\n"
+        _tool(["mariadb", *args, str(self.url.database)], env, stdin=script)
+
+    def snapshot(self, conn: Connection, tables: Sequence[str]) -> dict[str, Any]:
+        return {}
+
+    def reverse_sql(
+        self,
+        conn: Connection,
+        before: dict[str, Any],
+        created: Sequence[str],
+        renamed_columns: dict[str, dict[str, str]],
+    ) -> list[str]:
+        raise RefusedChange(
+            "rollback by SQL is not available on MariaDB/MySQL yet; nothing changed. Use"
+            " `orchestrator-migrate rollback --use-backup`"
+        )
+
+    def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
+        return []
+
+    @contextmanager
+    def time_limit(self, conn: Connection, seconds: float) -> Iterator[None]:
+        connection_id = conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one()
+
+        def kill() -> None:
+            killer = sa_create_engine(self.url, poolclass=NullPool)
+            try:
+                with killer.connect() as other:
+                    other.exec_driver_sql(f"KILL QUERY {int(connection_id)}")
+            finally:
+                killer.dispose()
+
+        # A DDL statement waiting for a table's metadata lock gives up instead of queueing.
+        conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {max(1, int(seconds / 2))}")
+        timer = threading.Timer(seconds, kill)
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+
+def _tool(command: list[str], env: dict[str, str], stdin: str | None = None) -> str:
+    try:
+        done = subprocess.run(
+            command, env=env, input=stdin, capture_output=True, text=True, timeout=3600
+        )
+    except FileNotFoundError as exc:
+        raise OSError(f"{command[0]} is not installed (MariaDB client tools)") from exc
+    if done.returncode != 0:
+        raise OSError(f"{command[0]} failed: {done.stderr.strip()[:500]}")
+    return done.stdout

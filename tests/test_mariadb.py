@@ -1,0 +1,211 @@
+"""The pipeline on a real MariaDB server, each test in a database of its own.
+
+MariaDB commits each DDL statement: a failure part-way is undone by restoring the backup.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+RACER = str(Path(__file__).with_name("racer.py"))
+
+V1 = """
+import sqlalchemy as sa
+md = sa.MetaData()
+sa.Table("projects", md, sa.Column("id", sa.Integer, primary_key=True),
+         sa.Column("name", sa.String(50), nullable=False))
+sa.Table("tasks", md, sa.Column("id", sa.Integer, primary_key=True),
+         sa.Column("project_id", sa.Integer),
+         sa.Column("title", sa.String(100)),
+         sa.Column("estimate", sa.String(10)),
+         sa.Index("ix_tasks_title", "title"))
+"""
+
+# Adds a table, a column with a default, an index, a unique constraint, a foreign key, a type
+# change (text to integer, cast by USING) and NOT NULL; drops an index the tool created.
+V2 = """
+import sqlalchemy as sa
+md = sa.MetaData()
+sa.Table("projects", md, sa.Column("id", sa.Integer, primary_key=True),
+         sa.Column("name", sa.String(50), nullable=False, unique=True))
+sa.Table("tasks", md, sa.Column("id", sa.Integer, primary_key=True),
+         sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id")),
+         sa.Column("title", sa.String(100), nullable=False),
+         sa.Column("estimate", sa.Integer),
+         sa.Column("priority", sa.Integer, nullable=False, server_default="3"),
+         sa.Index("ix_tasks_priority", "priority"))
+sa.Table("tags", md, sa.Column("id", sa.Integer, primary_key=True))
+"""
+
+ROWS = [(1, 1, "write", "5"), (2, 2, "test", "8"), (3, 1, "ship", None)]
+
+
+def url_text(url) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def run_sql(url, *statements: str) -> list[tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            result: list[tuple] = []
+            for statement in statements:
+                rows = conn.exec_driver_sql(statement)
+                result = [tuple(r) for r in rows] if rows.returns_rows else []
+            return result
+    finally:
+        engine.dispose()
+
+
+def schema(url) -> list[tuple]:
+    return run_sql(
+        url,
+        "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns"
+        " WHERE table_schema = DATABASE() AND table_name NOT LIKE 'orchestrator_migrate%%'"
+        " ORDER BY 1, 2",
+    )
+
+
+def seed(ws, url) -> dict[str, str]:
+    env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(url)}
+    assert ws.cli("--models", ws.write_models("my_v1", V1), env=env).returncode == 0
+    run_sql(
+        url,
+        "INSERT INTO projects (id, name) VALUES (1, 'a'), (2, 'b')",
+        "INSERT INTO tasks (id, project_id, title, estimate) VALUES"
+        " (1, 1, 'write', '5'), (2, 2, 'test', '8'), (3, 1, 'ship', NULL)",
+    )
+    return env
+
+
+def test_first_run_creates_the_schema_and_the_second_is_up_to_date(ws, mysql_url):
+    env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(mysql_url)}
+    ref = ws.write_models("my_v1", V1)
+    first = ws.cli("--models", ref, env=env)
+    assert first.returncode == 0, first.output
+    assert "Database migration completed" in first.stderr
+    assert "Backup created" not in first.stderr  # an empty database has nothing to back up
+    second = ws.cli("--models", ref, env=env)
+    assert second.returncode == 0 and "Database schema is up to date" in second.stderr
+    assert ws.cli("check", "--models", ref, env=env).returncode == 0
+
+
+def test_every_kind_of_change_keeps_the_rows_and_converges(ws, mysql_url):
+    env = seed(ws, mysql_url)
+    v2 = ws.write_models("my_v2", V2)
+    result = ws.cli("--models", v2, env=env)
+    assert result.returncode == 0, result.output
+    rows = run_sql(
+        mysql_url, "SELECT id, project_id, title, estimate, priority FROM tasks ORDER BY id"
+    )
+    assert rows == [(1, 1, "write", 5, 3), (2, 2, "test", 8, 3), (3, 1, "ship", None, 3)]
+    indexes = {
+        r[0]
+        for r in run_sql(
+            mysql_url,
+            "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()",
+        )
+    }
+    assert "ix_tasks_priority" in indexes and "ix_tasks_title" not in indexes
+    backups = list(ws.backup_dir.glob("backup_*.sql"))
+    assert len(backups) == 1
+    again = ws.cli("--models", v2, env=env)
+    assert again.returncode == 0 and "Database schema is up to date" in again.stderr
+    assert ws.cli("check", "--models", v2, env=env).returncode == 0
+    assert len(list(ws.backup_dir.glob("backup_*"))) == 1
+
+
+def test_a_failing_statement_rolls_the_whole_plan_back(ws, mysql_url):
+    env = seed(ws, mysql_url)
+    run_sql(mysql_url, "UPDATE tasks SET estimate = 'soon' WHERE id = 3")  # cannot become INTEGER
+    before = schema(mysql_url)
+    result = ws.cli("--models", ws.write_models("my_v2", V2), env=env)
+    assert result.returncode == 5, result.output
+    assert "rolled back" in result.stderr
+    assert schema(mysql_url) == before
+    assert run_sql(mysql_url, "SELECT count(*) FROM tasks") == [(3,)]
+
+
+def test_not_null_over_nulls_is_refused_and_changes_nothing(ws, mysql_url):
+    env = seed(ws, mysql_url)
+    run_sql(mysql_url, "UPDATE tasks SET title = NULL WHERE id IN (1, 2)")
+    before = schema(mysql_url)
+    result = ws.cli("--models", ws.write_models("my_v2", V2), env=env)
+    assert result.returncode == 4, result.output
+    assert "tasks.title" in result.stderr and "2 rows hold NULL" in result.stderr
+    assert schema(mysql_url) == before
+    assert not ws.backup_dir.exists()
+
+
+def test_rollback_from_the_pg_dump_backup_restores_the_previous_schema_and_rows(ws, mysql_url):
+    env = seed(ws, mysql_url)
+    before = schema(mysql_url)
+    assert ws.cli("--models", ws.write_models("my_v2", V2), env=env).returncode == 0
+    refused = ws.cli("rollback", env=env)
+    assert refused.returncode == 4 and "--use-backup" in refused.stderr
+    restored = ws.cli("rollback", "--use-backup", env=env)
+    assert restored.returncode == 0, restored.output
+    assert schema(mysql_url) == before
+    assert run_sql(mysql_url, "SELECT id, title, estimate FROM tasks ORDER BY id") == [
+        (1, "write", "5"),
+        (2, "test", "8"),
+        (3, "ship", None),
+    ]
+    outcomes = [e["outcome"] for e in ws.cli("history", "--json", env=env).json()]
+    assert outcomes[:2] == ["restored", "rolled_back"]
+
+
+def test_racers_on_an_empty_mariadb_database_create_the_schema_once(ws, mysql_url):
+    env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(mysql_url)}
+    ref = ws.write_models("my_v1", V1)
+    go = ws.root / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, RACER, str(go), "--models", ref],
+            cwd=ws.root,
+            env=ws.env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    time.sleep(3)
+    go.touch()
+    results = [(p.wait(timeout=180), p.communicate()[1]) for p in procs]
+    assert [code for code, _ in results] == [0] * 8, results
+    assert sum("Database migration completed" in err for _, err in results) == 1
+    history = run_sql(mysql_url, "SELECT outcome FROM orchestrator_migrate_history")
+    assert history == [("applied",)]
+
+
+def test_a_table_held_by_a_long_reader_fails_fast_and_is_restored_when_it_ends(ws, mysql_url):
+    env = seed(ws, mysql_url)
+    before = schema(mysql_url)
+    engine = sa.create_engine(mysql_url)
+    reader = engine.connect()
+    tx = reader.begin()
+    reader.exec_driver_sql("SELECT count(*) FROM tasks").all()  # holds a metadata lock on tasks
+    # The reader ends a few seconds later, as a slow request would.
+    ender = threading.Timer(4, tx.rollback)
+    ender.start()
+    try:
+        result = ws.cli(
+            "--models",
+            ws.write_models("my_v2", V2),
+            env={**env, "MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT": "2000"},
+        )
+    finally:
+        ender.join()
+        reader.close()
+        engine.dispose()
+    assert result.returncode == 5, result.output
+    assert schema(mysql_url) == before
+    assert run_sql(mysql_url, "SELECT count(*) FROM tasks") == [(3,)]
+    assert ws.cli("--models", ws.write_models("my_v2", V2), env=env).returncode == 0
