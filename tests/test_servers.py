@@ -1,6 +1,7 @@
-"""The pipeline on a real MariaDB server, each test in a database of its own.
+"""The pipeline on the real PostgreSQL and MariaDB servers, each test in a database of its own.
 
-MariaDB commits each DDL statement: a failure part-way is undone by restoring the backup.
+PostgreSQL runs a plan in one transaction; MariaDB commits each DDL statement, so there a failure
+part-way is undone by restoring the backup taken before the run.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 RACER = str(Path(__file__).with_name("racer.py"))
@@ -43,7 +46,37 @@ sa.Table("tasks", md, sa.Column("id", sa.Integer, primary_key=True),
 sa.Table("tags", md, sa.Column("id", sa.Integer, primary_key=True))
 """
 
-ROWS = [(1, 1, "write", "5"), (2, 2, "test", "8"), (3, 1, "ship", None)]
+
+@dataclass
+class Server:
+    """A scratch database on one server, and the few queries that differ between servers."""
+
+    kind: str
+    url: sa.engine.URL
+    schema_name: str  # the SQL expression for the current schema
+    backup_glob: str
+    index_query: str
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def db(request) -> Server:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        return Server(
+            "postgresql",
+            url,
+            "current_schema()",
+            "backup_*.dump",
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()",
+        )
+    url = request.getfixturevalue("mysql_url")
+    return Server(
+        "mysql",
+        url,
+        "DATABASE()",
+        "backup_*.sql",
+        "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()",
+    )
 
 
 def url_text(url) -> str:
@@ -63,18 +96,19 @@ def run_sql(url, *statements: str) -> list[tuple]:
         engine.dispose()
 
 
-def schema(url) -> list[tuple]:
+def schema(db: Server) -> list[tuple]:
     return run_sql(
-        url,
+        db.url,
         "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns"
-        " WHERE table_schema = DATABASE() AND table_name NOT LIKE 'orchestrator_migrate%%'"
-        " ORDER BY 1, 2",
+        f" WHERE table_schema = {db.schema_name}"
+        " AND table_name NOT LIKE 'orchestrator_migrate%%' ORDER BY 1, 2",
     )
 
 
-def seed(ws, url) -> dict[str, str]:
+def seed(ws, db: Server) -> dict[str, str]:
+    url = db.url
     env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(url)}
-    assert ws.cli("--models", ws.write_models("my_v1", V1), env=env).returncode == 0
+    assert ws.cli("--models", ws.write_models("srv_v1", V1), env=env).returncode == 0
     run_sql(
         url,
         "INSERT INTO projects (id, name) VALUES (1, 'a'), (2, 'b')",
@@ -84,9 +118,9 @@ def seed(ws, url) -> dict[str, str]:
     return env
 
 
-def test_first_run_creates_the_schema_and_the_second_is_up_to_date(ws, mysql_url):
-    env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(mysql_url)}
-    ref = ws.write_models("my_v1", V1)
+def test_first_run_creates_the_schema_and_the_second_is_up_to_date(ws, db):
+    env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(db.url)}
+    ref = ws.write_models("srv_v1", V1)
     first = ws.cli("--models", ref, env=env)
     assert first.returncode == 0, first.output
     assert "Database migration completed" in first.stderr
@@ -96,24 +130,18 @@ def test_first_run_creates_the_schema_and_the_second_is_up_to_date(ws, mysql_url
     assert ws.cli("check", "--models", ref, env=env).returncode == 0
 
 
-def test_every_kind_of_change_keeps_the_rows_and_converges(ws, mysql_url):
-    env = seed(ws, mysql_url)
-    v2 = ws.write_models("my_v2", V2)
+def test_every_kind_of_change_keeps_the_rows_and_converges(ws, db):
+    env = seed(ws, db)
+    v2 = ws.write_models("srv_v2", V2)
     result = ws.cli("--models", v2, env=env)
     assert result.returncode == 0, result.output
     rows = run_sql(
-        mysql_url, "SELECT id, project_id, title, estimate, priority FROM tasks ORDER BY id"
+        db.url, "SELECT id, project_id, title, estimate, priority FROM tasks ORDER BY id"
     )
     assert rows == [(1, 1, "write", 5, 3), (2, 2, "test", 8, 3), (3, 1, "ship", None, 3)]
-    indexes = {
-        r[0]
-        for r in run_sql(
-            mysql_url,
-            "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()",
-        )
-    }
+    indexes = {r[0] for r in run_sql(db.url, db.index_query)}
     assert "ix_tasks_priority" in indexes and "ix_tasks_title" not in indexes
-    backups = list(ws.backup_dir.glob("backup_*.sql"))
+    backups = list(ws.backup_dir.glob(db.backup_glob))
     assert len(backups) == 1
     again = ws.cli("--models", v2, env=env)
     assert again.returncode == 0 and "Database schema is up to date" in again.stderr
@@ -121,38 +149,38 @@ def test_every_kind_of_change_keeps_the_rows_and_converges(ws, mysql_url):
     assert len(list(ws.backup_dir.glob("backup_*"))) == 1
 
 
-def test_a_failing_statement_rolls_the_whole_plan_back(ws, mysql_url):
-    env = seed(ws, mysql_url)
-    run_sql(mysql_url, "UPDATE tasks SET estimate = 'soon' WHERE id = 3")  # cannot become INTEGER
-    before = schema(mysql_url)
-    result = ws.cli("--models", ws.write_models("my_v2", V2), env=env)
+def test_a_failing_statement_rolls_the_whole_plan_back(ws, db):
+    env = seed(ws, db)
+    run_sql(db.url, "UPDATE tasks SET estimate = 'soon' WHERE id = 3")  # cannot become INTEGER
+    before = schema(db)
+    result = ws.cli("--models", ws.write_models("srv_v2", V2), env=env)
     assert result.returncode == 5, result.output
     assert "rolled back" in result.stderr
-    assert schema(mysql_url) == before
-    assert run_sql(mysql_url, "SELECT count(*) FROM tasks") == [(3,)]
+    assert schema(db) == before
+    assert run_sql(db.url, "SELECT count(*) FROM tasks") == [(3,)]
 
 
-def test_not_null_over_nulls_is_refused_and_changes_nothing(ws, mysql_url):
-    env = seed(ws, mysql_url)
-    run_sql(mysql_url, "UPDATE tasks SET title = NULL WHERE id IN (1, 2)")
-    before = schema(mysql_url)
-    result = ws.cli("--models", ws.write_models("my_v2", V2), env=env)
+def test_not_null_over_nulls_is_refused_and_changes_nothing(ws, db):
+    env = seed(ws, db)
+    run_sql(db.url, "UPDATE tasks SET title = NULL WHERE id IN (1, 2)")
+    before = schema(db)
+    result = ws.cli("--models", ws.write_models("srv_v2", V2), env=env)
     assert result.returncode == 4, result.output
     assert "tasks.title" in result.stderr and "2 rows hold NULL" in result.stderr
-    assert schema(mysql_url) == before
+    assert schema(db) == before
     assert not ws.backup_dir.exists()
 
 
-def test_rollback_from_the_pg_dump_backup_restores_the_previous_schema_and_rows(ws, mysql_url):
-    env = seed(ws, mysql_url)
-    before = schema(mysql_url)
-    assert ws.cli("--models", ws.write_models("my_v2", V2), env=env).returncode == 0
+def test_rollback_from_the_backup_restores_the_previous_schema_and_rows(ws, db):
+    env = seed(ws, db)
+    before = schema(db)
+    assert ws.cli("--models", ws.write_models("srv_v2", V2), env=env).returncode == 0
     refused = ws.cli("rollback", env=env)
     assert refused.returncode == 4 and "--use-backup" in refused.stderr
     restored = ws.cli("rollback", "--use-backup", env=env)
     assert restored.returncode == 0, restored.output
-    assert schema(mysql_url) == before
-    assert run_sql(mysql_url, "SELECT id, title, estimate FROM tasks ORDER BY id") == [
+    assert schema(db) == before
+    assert run_sql(db.url, "SELECT id, title, estimate FROM tasks ORDER BY id") == [
         (1, "write", "5"),
         (2, "test", "8"),
         (3, "ship", None),
@@ -161,9 +189,9 @@ def test_rollback_from_the_pg_dump_backup_restores_the_previous_schema_and_rows(
     assert outcomes[:2] == ["restored", "rolled_back"]
 
 
-def test_racers_on_an_empty_mariadb_database_create_the_schema_once(ws, mysql_url):
-    env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(mysql_url)}
-    ref = ws.write_models("my_v1", V1)
+def test_racers_on_an_empty_server_database_create_the_schema_once(ws, db):
+    env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(db.url)}
+    ref = ws.write_models("srv_v1", V1)
     go = ws.root / "go"
     procs = [
         subprocess.Popen(
@@ -181,13 +209,41 @@ def test_racers_on_an_empty_mariadb_database_create_the_schema_once(ws, mysql_ur
     results = [(p.wait(timeout=180), p.communicate()[1]) for p in procs]
     assert [code for code, _ in results] == [0] * 8, results
     assert sum("Database migration completed" in err for _, err in results) == 1
-    history = run_sql(mysql_url, "SELECT outcome FROM orchestrator_migrate_history")
+    history = run_sql(db.url, "SELECT outcome FROM orchestrator_migrate_history")
     assert history == [("applied",)]
 
 
-def test_a_table_held_by_a_long_reader_fails_fast_and_is_restored_when_it_ends(ws, mysql_url):
-    env = seed(ws, mysql_url)
-    before = schema(mysql_url)
+def test_postgresql_ddl_on_a_table_held_by_a_long_reader_fails_fast(ws, pg_url):
+    pg = Server("postgresql", pg_url, "current_schema()", "", "")
+    env = seed(ws, pg)
+    before = schema(pg)
+    engine = sa.create_engine(pg_url)
+    reader = engine.connect()
+    try:
+        tx = reader.begin()
+        reader.exec_driver_sql("SELECT count(*) FROM tasks").all()  # holds ACCESS SHARE on tasks
+        started = time.monotonic()
+        result = ws.cli(
+            "--models",
+            ws.write_models("srv_v2", V2),
+            env={**env, "MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT": "2000"},
+        )
+        waited = time.monotonic() - started
+        tx.rollback()
+    finally:
+        reader.close()
+        engine.dispose()
+    assert result.returncode == 5, result.output
+    assert "stayed locked" in result.stderr
+    assert waited < 30
+    assert schema(pg) == before
+    assert ws.cli("--models", ws.write_models("srv_v2", V2), env=env).returncode == 0
+
+
+def test_mariadb_ddl_on_a_table_held_by_a_long_reader_fails_and_is_restored(ws, mysql_url):
+    my = Server("mysql", mysql_url, "DATABASE()", "", "")
+    env = seed(ws, my)
+    before = schema(my)
     engine = sa.create_engine(mysql_url)
     reader = engine.connect()
     tx = reader.begin()
@@ -198,7 +254,7 @@ def test_a_table_held_by_a_long_reader_fails_fast_and_is_restored_when_it_ends(w
     try:
         result = ws.cli(
             "--models",
-            ws.write_models("my_v2", V2),
+            ws.write_models("srv_v2", V2),
             env={**env, "MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT": "2000"},
         )
     finally:
@@ -206,6 +262,6 @@ def test_a_table_held_by_a_long_reader_fails_fast_and_is_restored_when_it_ends(w
         reader.close()
         engine.dispose()
     assert result.returncode == 5, result.output
-    assert schema(mysql_url) == before
+    assert schema(my) == before
     assert run_sql(mysql_url, "SELECT count(*) FROM tasks") == [(3,)]
-    assert ws.cli("--models", ws.write_models("my_v2", V2), env=env).returncode == 0
+    assert ws.cli("--models", ws.write_models("srv_v2", V2), env=env).returncode == 0
