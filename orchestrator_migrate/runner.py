@@ -45,6 +45,10 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
         warnings = _report_retained(plan.retained_descriptions)
         if drifted:
             warnings.append(_drift_warning(plan))
+        if plan.empty and not dry and not run.backend.transactional_ddl:
+            # Another process's DDL is visible before its history row: record under the lock.
+            with run.backend.lock(settings.lock_timeout / 1000, settings.lock_name):
+                return _apply_locked(run, engine, models_fp, started)
         if plan.empty:
             if not dry:
                 with engine.connect() as conn, conn.begin():
