@@ -98,14 +98,19 @@ def _keep_history(run: Run, conn: Connection, entries: list[HistoryEntry], backu
         )
 
 
-def rollback_last(run: Run) -> MigrationResult:
-    """Restore the backup taken before the newest applied run."""
+def _read_entries(run: Run) -> list[HistoryEntry]:
+    """The history, read without writing anything (a missing database reads as empty)."""
     engine = run.backend.create_engine(read_only=True)
     try:
         with engine.connect().execution_options(read_only=True) as conn, conn.begin():
-            entries = run.recorder.entries(conn)
+            return run.recorder.entries(conn)
     finally:
         engine.dispose()
+
+
+def rollback_last(run: Run) -> MigrationResult:
+    """Restore the backup taken before the newest applied run."""
+    entries = _read_entries(run)
     applied = [e for e in entries if e.outcome == "applied"]
     if not applied:
         raise RefusedChange("nothing to roll back: no applied run in the history")
@@ -120,12 +125,7 @@ def rollback_last(run: Run) -> MigrationResult:
 
 def rollback_to(run: Run, history_id: int) -> MigrationResult:
     """Undo every applied run after history_id by restoring the backup of the first of them."""
-    engine = run.backend.create_engine(read_only=True)
-    try:
-        with engine.connect().execution_options(read_only=True) as conn, conn.begin():
-            entries = run.recorder.entries(conn)
-    finally:
-        engine.dispose()
+    entries = _read_entries(run)
     later = sorted(
         (e for e in entries if e.outcome == "applied" and (e.id or 0) > history_id),
         key=lambda e: e.id or 0,
@@ -143,6 +143,7 @@ def rollback_by_sql(run: Run, after_id: int | None = None) -> MigrationResult:
     """Undo the newest applied run (or every applied run after after_id) with inverse SQL, in
     one transaction, checked against the schema recorded before each run."""
     started = time.monotonic()
+    _runs_to_undo(_read_entries(run), after_id)  # refuse before touching anything
     backend = run.backend
     engine = backend.create_engine()
     try:

@@ -624,3 +624,11 @@ def test_rollback_last_migration_of_a_run_without_backup_reports_a_refusal(in_wo
     assert result.error_message and "no backup" in result.error_message
     assert ws.dump() == before
     assert ws.backups() == []
+
+
+def test_rollback_without_a_database_refuses_and_creates_nothing(ws):
+    for args in (("rollback",), ("rollback", "--use-backup"), ("rollback", "--to", "1")):
+        result = ws.cli(*args)
+        assert result.returncode == 4, result.output
+        assert "nothing to roll back" in result.stderr
+    assert not ws.db_path.parent.exists()
