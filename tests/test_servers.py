@@ -265,3 +265,38 @@ def test_mariadb_ddl_on_a_table_held_by_a_long_reader_fails_and_is_restored(ws, 
     assert schema(my) == before
     assert run_sql(mysql_url, "SELECT count(*) FROM tasks") == [(3,)]
     assert ws.cli("--models", ws.write_models("srv_v2", V2), env=env).returncode == 0
+
+
+def test_postgresql_holder_killed_mid_migration_leaves_the_old_schema_and_the_next_run_finishes(
+    ws, pg_url
+):
+    pg = Server("postgresql", pg_url, "current_schema()", "", "")
+    env = seed(ws, pg)
+    run_sql(
+        pg_url,
+        "INSERT INTO tasks (id, project_id, title, estimate)"
+        " SELECT i, 1, 'bulk ' || i, (i %% 100)::text FROM generate_series(10, 400000) AS i",
+    )
+    before = schema(pg)
+    count = run_sql(pg_url, "SELECT count(*) FROM tasks")
+    slow = {**env, "MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT": "0"}
+    victim = ws.popen("--models", ws.write_models("srv_v2", V2), env=slow)
+    deadline = time.monotonic() + 60
+    # Kill it while its ALTER TABLE runs on the server.
+    while not run_sql(
+        pg_url,
+        "SELECT 1 FROM pg_stat_activity WHERE query ILIKE 'ALTER TABLE tasks%%'"
+        " AND state = 'active'",
+    ):
+        assert victim.poll() is None, victim.communicate()
+        assert time.monotonic() < deadline, "the migration never reached its ALTER TABLE"
+        time.sleep(0.01)
+    victim.kill()
+    victim.wait()
+    time.sleep(0.5)  # the server notices the closed connection and rolls back
+    assert schema(pg) == before
+    assert run_sql(pg_url, "SELECT count(*) FROM tasks") == count
+    finished = ws.cli("--models", ws.write_models("srv_v2", V2), env=slow)
+    assert finished.returncode == 0, finished.output
+    assert run_sql(pg_url, "SELECT count(*) FROM tasks") == count
+    assert ws.cli("check", "--models", ws.write_models("srv_v2", V2), env=env).returncode == 0
