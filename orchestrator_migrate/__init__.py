@@ -3,7 +3,16 @@
 Everything importable from here is the public API; other modules may change.
 """
 
-from .api import check, history, migrate, plan
+from .api import (
+    backups_list,
+    backups_prune,
+    check,
+    history,
+    migrate,
+    plan,
+    restore_backup,
+    rollback,
+)
 from .backup import BackupInfo
 from .compat import (
     AutoMigrationSystem,
@@ -46,6 +55,8 @@ __all__ = [
     "Settings",
     "TargetError",
     "__version__",
+    "backups_list",
+    "backups_prune",
     "check",
     "execute_startup_migration",
     "history",
@@ -53,4 +64,6 @@ __all__ = [
     "load_settings",
     "migrate",
     "plan",
+    "restore_backup",
+    "rollback",
 ]
