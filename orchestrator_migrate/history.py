@@ -218,6 +218,15 @@ class Recorder:
                 found.setdefault(kind, set()).update(names)
         return found
 
+    def in_progress(self, conn: Connection) -> HistoryEntry | None:
+        """The newest run recorded as under way (on a database without transactional DDL)."""
+        return next((e for e in self.entries(conn) if e.outcome == "in_progress"), None)
+
+    def clear_in_progress(self, conn: Connection) -> None:
+        """Remove the under-way marker once the run has ended one way or another."""
+        if self.exists(conn):
+            conn.execute(self.history.delete().where(self.history.c.outcome == "in_progress"))
+
     def forget_state(self, conn: Connection) -> None:
         """Drop the verified state: the next start compares in full."""
         if self._usable(conn, self.state):

@@ -56,7 +56,7 @@ def restore(run: Run, info: backups.BackupInfo, reason: str) -> MigrationResult:
                     f" saved as {safety.path}"
                 ) from exc
             with engine.connect() as conn, conn.begin():
-                _keep_history(run, conn, entries, info.id)
+                keep_history(run, conn, entries, info.id)
                 fp_after = backend.fingerprint(conn, run.settings.ignore_tables)
                 entry = new_entry(
                     run,
@@ -81,7 +81,7 @@ def restore(run: Run, info: backups.BackupInfo, reason: str) -> MigrationResult:
     )
 
 
-def _keep_history(run: Run, conn: Connection, entries: list[HistoryEntry], backup_id: str) -> None:
+def keep_history(run: Run, conn: Connection, entries: list[HistoryEntry], backup_id: str) -> None:
     """Put back the history rows the backup predates and mark the undone runs rolled back."""
     run.recorder.ensure(conn)
     present = {e.id for e in run.recorder.entries(conn)}

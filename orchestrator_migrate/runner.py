@@ -8,6 +8,7 @@ from contextlib import nullcontext
 
 from loguru import logger
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from . import record, steps
 from .backup import BackupInfo
@@ -51,9 +52,7 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
                 return _apply_locked(run, engine, models_fp, started)
         if plan.empty:
             if not dry:
-                with engine.connect() as conn, conn.begin():
-                    record.save_state(run, conn, models_fp, schema_fp, plan)
-                    record.adopt(run, conn, models_fp, schema_fp)
+                _remember_unlocked(run, engine, models_fp, schema_fp, plan)
             return _up_to_date(started, plan, warnings)
         if dry or not settings.auto_migration:
             why = "dry run" if dry else "MCP_TASK_ORCHESTRATOR_AUTO_MIGRATION=false"
@@ -78,6 +77,8 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
     backup_info: BackupInfo | None = None
     plan = Plan()
     estimate: int | None = None
+    if not backend.transactional_ddl:
+        steps.recover_interrupted(run, engine)
     with engine.connect() as conn:
         tx = conn.begin()
         fp_before = backend.fingerprint(conn, settings.ignore_tables)
@@ -101,6 +102,26 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
             created = {c.table for c in plan.changes if c.kind is ChangeKind.ADD_TABLE}
             touched = sorted({op.table for op in plan.operations} - created)
             before = backend.snapshot(conn, touched)
+            if not backend.transactional_ddl:
+                # DDL commits as it goes: say first what is under way, so that the next holder
+                # of the lock can put the backup back if this process dies part-way.
+                run.recorder.ensure(conn)
+                run.recorder.record(
+                    conn,
+                    record.entry(
+                        run,
+                        started_at,
+                        "in_progress",
+                        plan,
+                        models_fp,
+                        fp_before,
+                        None,
+                        backup_info,
+                        started,
+                    ),
+                )
+                tx.commit()
+                tx = conn.begin()
             applying = time.monotonic()
             limit = settings.migration_timeout / 1000
             with backend.time_limit(conn, limit) if limit else nullcontext():
@@ -129,6 +150,7 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
                 schema_before=before,
             )
             run.recorder.ensure(conn)
+            run.recorder.clear_in_progress(conn)
             history_id = run.recorder.record(conn, entry)
             record.save_state(run, conn, models_fp, fp_after, plan)
             tx.commit()
@@ -164,6 +186,19 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
         warnings=tuple(plan.retained_descriptions),
         history_id=history_id,
     )
+
+
+def _remember_unlocked(
+    run: Run, engine: Engine, models_fp: str, schema_fp: str, plan: Plan
+) -> None:
+    """Record the verified state without the lock; losing a race to a process recording the
+    same thing at the same moment is fine, since the state is only a cache."""
+    try:
+        with engine.connect() as conn, conn.begin():
+            record.save_state(run, conn, models_fp, schema_fp, plan)
+            record.adopt(run, conn, models_fp, schema_fp)
+    except DBAPIError as exc:
+        logger.debug("Another process recorded the verified state first: {}", exc)
 
 
 def _drift_warning(plan: Plan) -> str:

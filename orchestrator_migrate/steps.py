@@ -6,7 +6,7 @@ from datetime import datetime
 
 from loguru import logger
 from sqlalchemy import MetaData, inspect
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from . import backup as backups
 from . import record
@@ -103,6 +103,7 @@ def failed(
     try:
         _restore_if_half_applied(run, conn, fp_before, backup_info)
         with conn.begin():
+            run.recorder.clear_in_progress(conn)
             restored = run.backend.fingerprint(conn, run.settings.ignore_tables) == fp_before
             row = record.entry(
                 run,
@@ -133,6 +134,44 @@ def failed(
     logger.error("Database migration failed: {}", reason)
     error.plan = plan
     return error
+
+
+def recover_interrupted(run: Run, engine: Engine) -> None:
+    """A run that died part-way (its marker is still there while we hold the lock) is undone
+    from its backup before anything else, so the schema is never left in between."""
+    from .restore import find_backup, keep_history
+
+    with engine.connect() as conn, conn.begin():
+        stale = run.recorder.in_progress(conn)
+        entries = run.recorder.entries(conn) if stale else []
+    if stale is None:
+        return
+    restored = False
+    if stale.backup_id:
+        info = find_backup(run, stale.backup_id)
+        logger.warning(
+            "Run #{} (pid {} on {}) died part-way; restoring {} first",
+            stale.id,
+            stale.pid,
+            stale.host,
+            info.id,
+        )
+        run.backend.restore_from(info.path)
+        restored = True
+    with engine.connect() as conn, conn.begin():
+        if restored:
+            keep_history(run, conn, entries, stale.backup_id or "")
+        h = run.recorder.history.c
+        conn.execute(
+            run.recorder.history.update()
+            .where(h.id == stale.id)
+            .values(
+                outcome="interrupted_restored" if restored else "interrupted",
+                error="the process died part-way"
+                + ("; its backup was restored" if restored else "; nothing to restore"),
+            )
+        )
+        run.recorder.forget_state(conn)
 
 
 def _restore_if_half_applied(

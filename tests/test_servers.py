@@ -300,3 +300,67 @@ def test_postgresql_holder_killed_mid_migration_leaves_the_old_schema_and_the_ne
     assert finished.returncode == 0, finished.output
     assert run_sql(pg_url, "SELECT count(*) FROM tasks") == count
     assert ws.cli("check", "--models", ws.write_models("srv_v2", V2), env=env).returncode == 0
+
+
+def test_mariadb_holder_killed_between_ddl_statements_is_restored_then_finished_by_the_next(
+    ws, mysql_url
+):
+    my = Server("mysql", mysql_url, "DATABASE()", "", "")
+    env = seed(ws, my)
+    run_sql(
+        mysql_url,
+        "INSERT INTO tasks (id, project_id, title, estimate)"
+        " SELECT seq, 1, CONCAT('bulk ', seq), CAST(seq %% 100 AS CHAR)"
+        " FROM seq_10_to_300000",
+    )
+    count = run_sql(mysql_url, "SELECT count(*) FROM tasks")
+    slow = {**env, "MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT": "0"}
+    victim = ws.popen("--models", ws.write_models("srv_v2", V2), env=slow)
+    deadline = time.monotonic() + 60
+    # MariaDB has committed the earlier statements once it copies tasks for the type change.
+    while not run_sql(
+        mysql_url,
+        "SELECT 1 FROM information_schema.PROCESSLIST WHERE INFO LIKE 'ALTER TABLE tasks MODIFY%%'",
+    ):
+        assert victim.poll() is None, victim.communicate()
+        assert time.monotonic() < deadline, "the migration never reached its ALTER TABLE"
+        time.sleep(0.01)
+    victim.kill()
+    victim.wait()
+    finished = ws.cli("--models", ws.write_models("srv_v2", V2), env=slow)
+    assert finished.returncode == 0, finished.output
+    assert "died part-way; restoring" in finished.stderr
+    assert run_sql(mysql_url, "SELECT count(*) FROM tasks") == count
+    outcomes = [e["outcome"] for e in ws.cli("history", "--json", env=env).json()]
+    assert outcomes[:2] == ["applied", "interrupted_restored"], outcomes
+    assert ws.cli("check", "--models", ws.write_models("srv_v2", V2), env=env).returncode == 0
+
+
+def test_racers_on_a_matching_database_without_a_verified_state_all_start(ws, db):
+    """A database that already matches (made by hand, or by an older tool): every racer
+    records or finds the verified state; none fails on another's concurrent write."""
+    env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(db.url)}
+    ref = ws.write_models("srv_v1", V1)
+    assert ws.cli("--models", ref, env=env).returncode == 0
+    run_sql(
+        db.url, "DROP TABLE orchestrator_migrate_state", "DELETE FROM orchestrator_migrate_history"
+    )
+    go = ws.root / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, RACER, str(go), "--models", ref],
+            cwd=ws.root,
+            env=ws.env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    time.sleep(3)
+    go.touch()
+    results = [(p.wait(timeout=180), p.communicate()[1]) for p in procs]
+    assert [code for code, _ in results] == [0] * 8, results
+    assert all("Database schema is up to date" in err for _, err in results)
+    outcomes = {r[0] for r in run_sql(db.url, "SELECT outcome FROM orchestrator_migrate_history")}
+    assert outcomes == {"adopted"}
