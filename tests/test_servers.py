@@ -118,6 +118,26 @@ def seed(ws, db: Server) -> dict[str, str]:
     return env
 
 
+def race(ws, env: dict[str, str], ref: str, count: int = 8) -> list[tuple[int, str]]:
+    """Start count migrators that begin at the same moment; their (exit code, stderr)."""
+    go = ws.root / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, RACER, str(go), "--models", ref],
+            cwd=ws.root,
+            env=ws.env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    time.sleep(3)  # every racer imports and waits for the start file
+    go.touch()
+    errors = [p.communicate(timeout=180)[1] for p in procs]
+    return [(p.returncode, err) for p, err in zip(procs, errors, strict=True)]
+
+
 def test_first_run_creates_the_schema_and_the_second_is_up_to_date(ws, db):
     env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(db.url)}
     ref = ws.write_models("srv_v1", V1)
@@ -192,21 +212,7 @@ def test_rollback_from_the_backup_restores_the_previous_schema_and_rows(ws, db):
 def test_racers_on_an_empty_server_database_create_the_schema_once(ws, db):
     env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url_text(db.url)}
     ref = ws.write_models("srv_v1", V1)
-    go = ws.root / "go"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, RACER, str(go), "--models", ref],
-            cwd=ws.root,
-            env=ws.env(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(8)
-    ]
-    time.sleep(3)
-    go.touch()
-    results = [(p.wait(timeout=180), p.communicate()[1]) for p in procs]
+    results = race(ws, env, ref)
     assert [code for code, _ in results] == [0] * 8, results
     assert sum("Database migration completed" in err for _, err in results) == 1
     history = run_sql(db.url, "SELECT outcome FROM orchestrator_migrate_history")
@@ -345,21 +351,7 @@ def test_racers_on_a_matching_database_without_a_verified_state_all_start(ws, db
     run_sql(
         db.url, "DROP TABLE orchestrator_migrate_state", "DELETE FROM orchestrator_migrate_history"
     )
-    go = ws.root / "go"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, RACER, str(go), "--models", ref],
-            cwd=ws.root,
-            env=ws.env(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(8)
-    ]
-    time.sleep(3)
-    go.touch()
-    results = [(p.wait(timeout=180), p.communicate()[1]) for p in procs]
+    results = race(ws, env, ref)
     assert [code for code, _ in results] == [0] * 8, results
     assert all("Database schema is up to date" in err for _, err in results)
     outcomes = {r[0] for r in run_sql(db.url, "SELECT outcome FROM orchestrator_migrate_history")}

@@ -6,10 +6,8 @@ is always taken before a change, and a failure part-way restores it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,13 +16,12 @@ from typing import Any
 
 from sqlalchemy import MetaData, text
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from ..errors import RefusedChange
-from ..filters import ignored
 from ..lock import MigrationLock
 from ..plan import Change, ChangeKind, Operation
+from .server import ServerBackend, run_tool, schema_hash
 
 DUMP_DONE = "-- Dump completed"
 _INT_WIDTH = re.compile(r"^((?:TINY|SMALL|MEDIUM|BIG)?INT(?:EGER)?)\(\d+\)")
@@ -41,22 +38,12 @@ def _spelling(type_: Any) -> str:
     return {"INT": "INTEGER"}.get(spelled, spelled)
 
 
-class MySQLBackend:
+class MySQLBackend(ServerBackend):
     """A MariaDB or MySQL database."""
 
     name = "mysql"
     backup_suffix = ".sql"
     transactional_ddl = False
-
-    def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
-        self.url = url
-        self.busy_timeout_s = busy_timeout_s
-
-    def create_engine(self, read_only: bool = False) -> Engine:
-        return sa_create_engine(self.url)
-
-    def prepare(self) -> None:
-        """Nothing to create: the server holds the database."""
 
     def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
         from ..server_locks import MySQLNamedLock
@@ -79,12 +66,7 @@ class MySQLBackend:
             " FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE()"
             " ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION",
         )
-        digest = hashlib.sha256()
-        for query in queries:
-            for table, described in conn.exec_driver_sql(query):
-                if not ignored(str(table), ignore):
-                    digest.update(f"{table}\0{described}\n".encode())
-        return digest.hexdigest()
+        return schema_hash(conn, queries, ignore)
 
     def compile(
         self, conn: Connection, changes: Sequence[Change], metadata: MetaData
@@ -140,7 +122,7 @@ class MySQLBackend:
 
     def backup_to(self, conn: Connection, destination: Path) -> None:
         args, env = self._client_args()
-        _tool(
+        run_tool(
             [
                 "mariadb-dump",
                 "--single-transaction",
@@ -185,25 +167,7 @@ class MySQLBackend:
         )
         args, env = self._client_args()
         script = prelude + path.read_text(encoding="utf-8") + "\nSET FOREIGN_KEY_CHECKS=1;\n"
-        _tool(["mariadb", *args, str(self.url.database)], env, stdin=script)
-
-    def snapshot(self, conn: Connection, tables: Sequence[str]) -> dict[str, Any]:
-        return {}
-
-    def reverse_sql(
-        self,
-        conn: Connection,
-        before: dict[str, Any],
-        created: Sequence[str],
-        renamed_columns: dict[str, dict[str, str]],
-    ) -> list[str]:
-        raise RefusedChange(
-            "rollback by SQL is not available on MariaDB/MySQL yet; nothing changed. Use"
-            " `orchestrator-migrate rollback --use-backup`"
-        )
-
-    def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
-        return []
+        run_tool(["mariadb", *args, str(self.url.database)], env, stdin=script)
 
     @contextmanager
     def time_limit(self, conn: Connection, seconds: float) -> Iterator[None]:
@@ -225,15 +189,3 @@ class MySQLBackend:
             yield
         finally:
             timer.cancel()
-
-
-def _tool(command: list[str], env: dict[str, str], stdin: str | None = None) -> str:
-    try:
-        done = subprocess.run(
-            command, env=env, input=stdin, capture_output=True, text=True, timeout=3600
-        )
-    except FileNotFoundError as exc:
-        raise OSError(f"{command[0]} is not installed (MariaDB client tools)") from exc
-    if done.returncode != 0:
-        raise OSError(f"{command[0]} failed: {done.stderr.strip()[:500]}")
-    return done.stdout

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData
-from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import Connection
 
-from ..errors import RefusedChange
-from ..filters import ignored
 from ..lock import MigrationLock
 from ..plan import Change, ChangeKind, Operation
+from .server import ServerBackend, run_tool, schema_hash
 
 LOCK_WAIT_S = 5.0
 
@@ -46,22 +42,12 @@ def _spelling(type_: Any) -> str:
     return _ALIASES.get(text, text)
 
 
-class PostgreSQLBackend:
+class PostgreSQLBackend(ServerBackend):
     """A PostgreSQL database, in the schema the connection uses by default."""
 
     name = "postgresql"
     backup_suffix = ".dump"  # pg_dump's custom format, for pg_restore
     transactional_ddl = True
-
-    def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
-        self.url = url
-        self.busy_timeout_s = busy_timeout_s
-
-    def create_engine(self, read_only: bool = False) -> Engine:
-        return sa_create_engine(self.url)
-
-    def prepare(self) -> None:
-        """Nothing to create: the server holds the database."""
 
     def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
         from ..server_locks import PostgresAdvisoryLock
@@ -83,12 +69,7 @@ class PostgreSQLBackend:
             " FROM pg_constraint WHERE connamespace = current_schema()::regnamespace"
             " AND conrelid <> 0 ORDER BY 1, conname",
         )
-        digest = hashlib.sha256()
-        for query in queries:
-            for table, text in conn.exec_driver_sql(query):
-                if not ignored(str(table).strip('"'), ignore):
-                    digest.update(f"{table}\0{text}\n".encode())
-        return digest.hexdigest()
+        return schema_hash(conn, queries, ignore)
 
     def compile(
         self, conn: Connection, changes: Sequence[Change], metadata: MetaData
@@ -163,54 +144,23 @@ class PostgreSQLBackend:
 
     def backup_to(self, conn: Connection, destination: Path) -> None:
         args, env = self._pg_args()
-        self._tool(
+        run_tool(
             ["pg_dump", "-Fc", "--no-owner", "-f", str(destination), *args, str(self.url.database)],
             env,
         )
 
     def check_backup(self, path: Path) -> None:
         _, env = self._pg_args()
-        self._tool(["pg_restore", "--list", str(path)], env)
+        run_tool(["pg_restore", "--list", str(path)], env)
 
     def restore_from(self, path: Path) -> None:
         # The dump holds the whole schema: empty it and replay the dump in one transaction, so
         # that objects created after the backup (which depend on restored ones) go too.
         args, env = self._pg_args()
-        script = self._tool(["pg_restore", "--no-owner", "-f", "-", str(path)], env)
+        script = run_tool(["pg_restore", "--no-owner", "-f", "-", str(path)], env)
         prelude = "DROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\n"
         psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", *args]
-        self._tool([*psql, "-d", str(self.url.database)], env, stdin=prelude + script)
-
-    @staticmethod
-    def _tool(command: list[str], env: dict[str, str], stdin: str | None = None) -> str:
-        try:
-            done = subprocess.run(
-                command, env=env, input=stdin, capture_output=True, text=True, timeout=3600
-            )
-        except FileNotFoundError as exc:
-            raise OSError(f"{command[0]} is not installed (PostgreSQL client tools)") from exc
-        if done.returncode != 0:
-            raise OSError(f"{command[0]} failed: {done.stderr.strip()[:500]}")
-        return done.stdout
-
-    def snapshot(self, conn: Connection, tables: Sequence[str]) -> dict[str, Any]:
-        return {}
-
-    def reverse_sql(
-        self,
-        conn: Connection,
-        before: dict[str, Any],
-        created: Sequence[str],
-        renamed_columns: dict[str, dict[str, str]],
-    ) -> list[str]:
-        raise RefusedChange(
-            "rollback by SQL is not available on PostgreSQL yet; nothing changed. Use"
-            " `orchestrator-migrate rollback --use-backup`"
-        )
-
-    def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
-        # PostgreSQL checks constraints as each statement runs; the fresh diff does the rest.
-        return []
+        run_tool([*psql, "-d", str(self.url.database)], env, stdin=prelude + script)
 
     @contextmanager
     def time_limit(self, conn: Connection, seconds: float) -> Iterator[None]:

@@ -1,0 +1,73 @@
+"""What the database-server backends share: an engine per URL, client tools, a schema hash."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.engine import URL, Connection, Engine
+
+from ..errors import RefusedChange
+from ..filters import ignored
+from ..plan import Operation
+
+
+class ServerBackend:
+    """The parts of a server backend that do not depend on the server."""
+
+    name = "server"
+
+    def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
+        self.url = url
+        self.busy_timeout_s = busy_timeout_s
+
+    def create_engine(self, read_only: bool = False) -> Engine:
+        return sa_create_engine(self.url)
+
+    def prepare(self) -> None:
+        """Nothing to create: the server holds the database."""
+
+    def snapshot(self, conn: Connection, tables: Sequence[str]) -> dict[str, Any]:
+        return {}
+
+    def reverse_sql(
+        self,
+        conn: Connection,
+        before: dict[str, Any],
+        created: Sequence[str],
+        renamed_columns: dict[str, dict[str, str]],
+    ) -> list[str]:
+        raise RefusedChange(
+            f"rollback by SQL is not available on {self.name} yet; nothing changed. Use"
+            " `orchestrator-migrate rollback --use-backup`"
+        )
+
+    def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
+        # The server checks constraints as each statement runs; the fresh diff does the rest.
+        return []
+
+
+def schema_hash(conn: Connection, queries: Sequence[str], ignore: Sequence[str]) -> str:
+    """A hash of (table, description) rows from catalog queries, without ignored tables."""
+    digest = hashlib.sha256()
+    for query in queries:
+        for table, described in conn.exec_driver_sql(query):
+            if not ignored(str(table).strip('"'), ignore):
+                digest.update(f"{table}\0{described}\n".encode())
+    return digest.hexdigest()
+
+
+def run_tool(command: list[str], env: dict[str, str], stdin: str | None = None) -> str:
+    """Run a database client tool; OSError with its message when it fails or is missing."""
+    try:
+        done = subprocess.run(
+            command, env=env, input=stdin, capture_output=True, text=True, timeout=3600
+        )
+    except FileNotFoundError as exc:
+        raise OSError(f"{command[0]} is not installed (the database's client tools)") from exc
+    if done.returncode != 0:
+        raise OSError(f"{command[0]} failed: {done.stderr.strip()[:500]}")
+    return done.stdout
