@@ -128,7 +128,7 @@ def _changes(operations: Iterable[ops.MigrateOperation], metadata: MetaData) -> 
                 ChangeKind.DROP_FK if op.constraint_type == "foreignkey" else ChangeKind.DROP_UNIQUE
             )
             what = "foreign key" if kind is ChangeKind.DROP_FK else "unique constraint"
-            label = op.constraint_name or _constraint_columns(op)
+            label = op.constraint_name or f"({', '.join(dropped_constraint_columns(op))})"
             yield Change(
                 kind,
                 op.table_name,
@@ -164,10 +164,10 @@ def _names(columns: Iterable[Any]) -> list[str]:
     return [getattr(c, "name", None) or str(c) for c in columns]
 
 
-def _constraint_columns(op: ops.DropConstraintOp) -> str:
+def dropped_constraint_columns(op: ops.DropConstraintOp) -> list[str]:
+    """The columns of the constraint a drop removes, from the reflected original."""
     original = op._reverse.to_constraint() if op._reverse is not None else None
-    cols = [c.name for c in getattr(original, "columns", ())]
-    return f"({', '.join(cols)})"
+    return [c.name for c in getattr(original, "columns", ())]
 
 
 def _default_text(default: Any) -> str:

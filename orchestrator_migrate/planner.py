@@ -59,10 +59,10 @@ def _keep(change: Change, allow_destructive: bool, owned: dict[str, set[str]]) -
 
 def dropped_constraint_signature(change: Change) -> str:
     """The signature of the constraint a DROP_UNIQUE or DROP_FK change removes."""
+    from .detect import dropped_constraint_columns
+
     kind = "fk" if change.kind is ChangeKind.DROP_FK else "unique"
-    original = change.op._reverse.to_constraint() if change.op._reverse is not None else None
-    columns = [c.name for c in getattr(original, "columns", ())]
-    return constraint_signature(change.table, kind, columns)
+    return constraint_signature(change.table, kind, dropped_constraint_columns(change.op))
 
 
 def _counted(conn: Connection, change: Change) -> Change:

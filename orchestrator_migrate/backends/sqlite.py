@@ -224,11 +224,7 @@ class SQLiteBackend:
                     )
                 )
         self._keep_foreign_constraints(conn, target, changes)
-        create = str(CreateTable(target).compile(dialect=conn.dialect)).strip()
-        prefix = f"CREATE TABLE {conn.dialect.identifier_preparer.format_table(target)} "
-        if not create.startswith(prefix):
-            raise RuntimeError(f"unexpected CREATE TABLE for {table}: {create[:80]}")
-        create = f"CREATE TABLE {_quote(new_name)} " + create[len(prefix) :]
+        create = _renamed_create(str(CreateTable(target).compile(dialect=conn.dialect)), new_name)
 
         copied: list[str] = []
         selected: list[str] = []
@@ -498,7 +494,7 @@ def _swap_sql(
     return sql
 
 
-_CREATE_HEAD = re.compile(r'^\s*CREATE\s+TABLE\s+(?:"((?:[^"]|"")+)"|(\S+))\s*', re.IGNORECASE)
+_CREATE_HEAD = re.compile(r'^\s*CREATE\s+TABLE\s+(?:"((?:[^"]|"")+)"|([^\s(]+))\s*', re.IGNORECASE)
 
 
 def _renamed_create(sql: str, new_name: str) -> str:
