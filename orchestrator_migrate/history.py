@@ -6,8 +6,20 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, inspect, select
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 HISTORY_TABLE = "orchestrator_migrate_history"
 # Outcomes of runs whose models define the schema in force (not failed, not rolled back).
@@ -119,7 +131,8 @@ class Recorder:
 
     def _usable(self, conn: Connection, table: Table) -> bool:
         """Whether the table exists with every column this version reads."""
-        if table.name not in self._compatible:
+        if not self._compatible.get(table.name):
+            # Only a usable table is remembered: another process may create it at any moment.
             exists = conn.dialect.has_table(conn, table.name)
             self._compatible[table.name] = exists and not self._missing(conn, table)
         return self._compatible[table.name]
@@ -245,13 +258,19 @@ class Recorder:
         merged = {kind: set(names) for kind, names in objects.items()}
         for kind, names in self.owned(conn).items():
             merged.setdefault(kind, set()).update(names)
-        conn.execute(self.state.delete())
-        conn.execute(
-            insert(self.state).values(
-                id=1,
-                models_fingerprint=models_fingerprint,
-                schema_fingerprint=schema_fingerprint,
-                objects=json.dumps({kind: sorted(names) for kind, names in merged.items()}),
-                retained=json.dumps(retained),
-            )
-        )
+        values = {
+            "models_fingerprint": models_fingerprint,
+            "schema_fingerprint": schema_fingerprint,
+            "objects": json.dumps({kind: sorted(names) for kind, names in merged.items()}),
+            "retained": json.dumps(retained),
+        }
+        row = self.state.c.id == 1
+        if conn.execute(update(self.state).where(row).values(**values)).rowcount:
+            return
+        # A process that needs no lock (its schema already matches) may insert the row at the
+        # same moment: the state is a cache, so whoever loses updates instead.
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(self.state).values(id=1, **values))
+        except IntegrityError:
+            conn.execute(update(self.state).where(row).values(**values))
