@@ -1,133 +1,201 @@
-"""Pre-checks: changes whose success depends on the data are checked before anything changes."""
+"""Pre-checks: changes whose success depends on the data are checked before anything changes.
+
+A check reads the database as it is before the plan runs, so a column the plan adds or renames is
+read as what the plan will put there: its fill or server default (else NULL), or its old name.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
+from .errors import Refusal
 from .plan import Change, ChangeKind, Plan
 
 SAMPLE_KEYS = 5
 
 
-def refusals(conn: Connection, plan: Plan, metadata: MetaData) -> list[str]:
+@dataclass(frozen=True)
+class _Reader:
+    """How a check reads a column of the database the plan starts from."""
+
+    conn: Connection
+    sources: dict[tuple[str, str], str]
+
+    def quote(self, name: str) -> str:
+        return str(self.conn.dialect.identifier_preparer.quote(name))
+
+    def column(self, table: str, column: str) -> str:
+        """SQL for the value the column will hold before the change runs."""
+        return self.sources.get((table, column), self.quote(column))
+
+    def scalar(self, sql: str) -> int:
+        return int(self.conn.exec_driver_sql(sql).scalar_one())
+
+
+def refusals(conn: Connection, plan: Plan) -> list[Refusal]:
     """Why the plan cannot run on this data; empty when every change fits."""
-    quote = conn.dialect.identifier_preparer.quote
-    problems: list[str] = []
+    reader = _Reader(conn, _sources(conn, plan))
+    problems: list[Refusal] = []
     for change in plan.changes:
-        if _backfilled(change, metadata):
-            continue  # the user answered for the NULLs with info={"backfill": ...}
         check = _CHECKS.get(change.kind)
-        if check is not None:
-            problem = check(conn, change, quote)
-            if problem:
-                problems.append(problem)
+        problem = check(reader, change) if check is not None else None
+        if problem is not None:
+            problems.append(problem)
     return problems
 
 
-Quote = Callable[[str], str]
+def _sources(conn: Connection, plan: Plan) -> dict[tuple[str, str], str]:
+    """Columns the plan adds (read as their initial value) or renames (read by the old name)."""
+    quote = conn.dialect.identifier_preparer.quote
+    found: dict[tuple[str, str], str] = {}
+    for change in plan.changes:
+        if change.kind is ChangeKind.ADD_COLUMN and change.column:
+            found[(change.table, change.column)] = f"({initial_value(change)})"
+        elif change.kind is ChangeKind.RENAME_COLUMN and change.column and change.name:
+            found[(change.table, change.column)] = quote(change.name)
+    return found
 
 
-def _backfilled(change: Change, metadata: MetaData) -> bool:
-    if change.kind not in (ChangeKind.SET_NOT_NULL, ChangeKind.ADD_COLUMN) or not change.column:
-        return False
-    table = metadata.tables.get(change.table)
-    column = table.c.get(change.column) if table is not None else None
-    return bool(column is not None and column.info.get("backfill"))
+def initial_value(change: Change) -> str:
+    """SQL for what an added column holds in the rows that exist: fill, server default or NULL."""
+    if change.fill is not None:
+        return change.fill
+    arg = getattr(change.op.column.server_default, "arg", None)
+    if isinstance(arg, str):  # SQLAlchemy writes a plain string default as a quoted literal
+        return "'" + arg.replace("'", "''") + "'"
+    text = getattr(arg, "text", None)
+    return text if isinstance(text, str) else "NULL"
 
 
-def _keys(conn: Connection, table: str, where: str, quote: Quote) -> str:
-    pk = inspect(conn).get_pk_constraint(table).get("constrained_columns") or []
+def _keys(reader: _Reader, table: str, where: str) -> list[object]:
+    """A few primary keys of the rows that match where."""
+    pk = inspect(reader.conn).get_pk_constraint(table).get("constrained_columns") or []
     if not pk:
-        return ""
-    cols = ", ".join(quote(c) for c in pk)
-    rows = conn.exec_driver_sql(
-        f"SELECT {cols} FROM {quote(table)} WHERE {where} ORDER BY {cols} LIMIT {SAMPLE_KEYS}"
+        return []
+    cols = ", ".join(reader.quote(c) for c in pk)
+    rows = reader.conn.exec_driver_sql(
+        f"SELECT {cols} FROM {reader.quote(table)} WHERE {where} ORDER BY {cols}"
+        f" LIMIT {SAMPLE_KEYS}"
     ).all()
-    shown = ", ".join(str(r[0]) if len(r) == 1 else str(tuple(r)) for r in rows)
-    return f" (e.g. {'/'.join(pk)} = {shown})"
+    return [r[0] if len(r) == 1 else tuple(r) for r in rows]
 
 
-def _not_null_column_without_default(conn: Connection, change: Change, quote: Quote) -> str | None:
+def _shown(keys: Sequence[object], table: str, reader: _Reader) -> str:
+    if not keys:
+        return ""
+    pk = inspect(reader.conn).get_pk_constraint(table).get("constrained_columns") or []
+    return f" (e.g. {'/'.join(pk)} = {', '.join(str(k) for k in keys)})"
+
+
+def _not_null_column_without_default(reader: _Reader, change: Change) -> Refusal | None:
     column = change.op.column
-    if column.nullable or column.server_default is not None:
+    if column.nullable or column.server_default is not None or change.fill is not None:
         return None
-    rows = conn.exec_driver_sql(f"SELECT count(*) FROM {quote(change.table)}").scalar_one()
+    rows = reader.scalar(f"SELECT count(*) FROM {reader.quote(change.table)}")
     if not rows:
         return None
-    return (
+    callable_default = column.default is not None and not getattr(column.default, "is_scalar", 0)
+    why = (
+        "its Python default is computed per row, so it cannot fill the existing rows; "
+        if callable_default
+        else ""
+    )
+    return Refusal(
+        change.table,
+        column.name,
+        rows,
+        [],
         f"cannot add NOT NULL column {change.table}.{column.name} without a server default:"
-        f" table {change.table} has {rows} rows; give it a server_default or make it nullable"
+        f" table {change.table} has {rows} rows; {why}give it a server_default, a scalar"
+        " default=, or info={'backfill': <SQL expression>}, or make it nullable",
     )
 
 
-def _nulls(conn: Connection, change: Change, quote: Quote) -> str | None:
-    assert change.column is not None
-    where = f"{quote(change.column)} IS NULL"
-    count = conn.exec_driver_sql(
-        f"SELECT count(*) FROM {quote(change.table)} WHERE {where}"
-    ).scalar_one()
+def _nulls(reader: _Reader, change: Change) -> Refusal | None:
+    if change.fill is not None or not change.column:
+        return None  # the fill answers for the NULLs
+    where = f"{reader.column(change.table, change.column)} IS NULL"
+    count = reader.scalar(f"SELECT count(*) FROM {reader.quote(change.table)} WHERE {where}")
     if not count:
         return None
-    return (
+    keys = _keys(reader, change.table, where)
+    return Refusal(
+        change.table,
+        change.column,
+        count,
+        keys,
         f"cannot set NOT NULL on {change.table}.{change.column}: {count} rows hold NULL"
-        f"{_keys(conn, change.table, where, quote)}; fill them first or add"
-        " info={'backfill': <SQL expression>} to the column"
+        f"{_shown(keys, change.table, reader)}; fill them first or add"
+        " info={'backfill': <SQL expression>} to the column",
     )
 
 
-def _duplicates(conn: Connection, table: str, columns: Sequence[str], quote: Quote) -> str | None:
-    cols = ", ".join(quote(c) for c in columns)
-    not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in columns)
-    groups = conn.exec_driver_sql(
-        f"SELECT {cols}, count(*) FROM {quote(table)} WHERE {not_null}"
-        f" GROUP BY {cols} HAVING count(*) > 1"
+def _duplicates(reader: _Reader, table: str, columns: Sequence[str]) -> Refusal | None:
+    values = ", ".join(f"{reader.column(table, c)} AS c{i}" for i, c in enumerate(columns))
+    names = ", ".join(f"c{i}" for i in range(len(columns)))
+    not_null = " AND ".join(f"c{i} IS NOT NULL" for i in range(len(columns)))
+    groups = reader.conn.exec_driver_sql(
+        f"SELECT {names}, count(*) FROM (SELECT {values} FROM {reader.quote(table)}) s"
+        f" WHERE {not_null} GROUP BY {names} HAVING count(*) > 1 ORDER BY {names}"
     ).all()
     if not groups:
         return None
     rows = sum(int(g[-1]) for g in groups)
-    sample = ", ".join(repr(g[0] if len(g) == 2 else tuple(g[:-1])) for g in groups[:SAMPLE_KEYS])
-    return (
+    sample = [g[0] if len(g) == 2 else tuple(g[:-1]) for g in groups[:SAMPLE_KEYS]]
+    return Refusal(
+        table,
+        ", ".join(columns),
+        rows,
+        sample,
         f"cannot make {table} ({', '.join(columns)}) unique: {len(groups)} values are shared"
-        f" by {rows} rows (e.g. {sample}); remove the duplicates first"
+        f" by {rows} rows (e.g. {', '.join(repr(v) for v in sample)}); remove the duplicates"
+        " first",
     )
 
 
-def _unique(conn: Connection, change: Change, quote: Quote) -> str | None:
-    return _duplicates(conn, change.table, list(change.op.columns), quote)
+def _unique(reader: _Reader, change: Change) -> Refusal | None:
+    return _duplicates(reader, change.table, list(change.op.columns))
 
 
-def _unique_index(conn: Connection, change: Change, quote: Quote) -> str | None:
+def _unique_index(reader: _Reader, change: Change) -> Refusal | None:
     if not change.op.unique:
         return None
     columns = [getattr(c, "name", None) or str(c) for c in change.op.columns]
-    return _duplicates(conn, change.table, columns, quote)
+    return _duplicates(reader, change.table, columns)
 
 
-def _orphans(conn: Connection, change: Change, quote: Quote) -> str | None:
+def _orphans(reader: _Reader, change: Change) -> Refusal | None:
     op = change.op
-    if not conn.dialect.has_table(conn, op.referent_table):
-        return None
-    local = [quote(c) for c in op.local_cols]
-    remote = [quote(c) for c in op.remote_cols]
-    joined = " AND ".join(f"r.{r} = t.{lc}" for lc, r in zip(local, remote, strict=True))
-    present = " AND ".join(f"t.{lc} IS NOT NULL" for lc in local)
-    where = f"{present} AND NOT EXISTS (SELECT 1 FROM {quote(op.referent_table)} r WHERE {joined})"
-    count = conn.exec_driver_sql(
-        f"SELECT count(*) FROM {quote(change.table)} t WHERE {where}"
-    ).scalar_one()
+    values = [reader.column(change.table, c) for c in op.local_cols]
+    if "(NULL)" in values or not reader.conn.dialect.has_table(reader.conn, op.referent_table):
+        return None  # a column the plan adds without a value references nothing yet
+    # Added columns are read as their initial value; existing ones are qualified with t.
+    local = [v if v.startswith("(") else f"t.{v}" for v in values]
+    remote = [reader.quote(c) for c in op.remote_cols]
+    joined = " AND ".join(f"r.{r} = {lc}" for lc, r in zip(local, remote, strict=True))
+    present = " AND ".join(f"{lc} IS NOT NULL" for lc in local)
+    count = reader.scalar(
+        f"SELECT count(*) FROM {reader.quote(change.table)} t WHERE {present} AND NOT EXISTS"
+        f" (SELECT 1 FROM {reader.quote(op.referent_table)} r WHERE {joined})"
+    )
     if not count:
         return None
-    return (
+    return Refusal(
+        change.table,
+        ", ".join(op.local_cols),
+        count,
+        [],
         f"cannot add foreign key {change.table} ({', '.join(op.local_cols)}) ->"
         f" {op.referent_table}: {count} rows reference missing {op.referent_table} rows;"
-        " fix or remove them first"
+        " fix or remove them first",
     )
 
 
-_CHECKS: dict[ChangeKind, Callable[[Connection, Change, Quote], str | None]] = {
+_CHECKS: dict[ChangeKind, Callable[[_Reader, Change], Refusal | None]] = {
     ChangeKind.ADD_COLUMN: _not_null_column_without_default,
     ChangeKind.SET_NOT_NULL: _nulls,
     ChangeKind.ADD_UNIQUE: _unique,

@@ -161,12 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(exc: BaseException, as_json: bool, log_format: str) -> int:
+    from .result import MigrationResult
+
     code = exit_code_for(exc)
-    message = str(exc) or type(exc).__name__
-    if not isinstance(exc, MigrateError):
-        message = f"{type(exc).__name__}: {message.splitlines()[0]}"
+    result = MigrationResult.from_error(exc)
+    message = result.error_message or ""
     if as_json:
-        _print_json({"success": False, "exit_code": int(code), "error_message": message})
+        _print_json(result.to_dict())
     if log_format == "json":
         line = {"level": "ERROR", "message": message, "exit_code": int(code)}
         print(json.dumps(line), file=sys.stderr)

@@ -13,29 +13,15 @@ from loguru import logger
 from sqlalchemy import MetaData
 
 from .api import check, migrate
-from .errors import ExitCode, MigrateError
-from .plan import Plan
-from .result import MigrationResult, Outcome
-
-_OUTCOME_FOR_CODE = {
-    ExitCode.REFUSED: Outcome.REFUSED,
-    ExitCode.FAILED_RESTORED: Outcome.FAILED_RESTORED,
-}
+from .result import MigrationResult
 
 
 def _graceful(overrides: dict[str, Any], metadata: MetaData | None) -> MigrationResult:
     try:
         return migrate(metadata=metadata, **overrides)
-    except MigrateError as exc:
-        logger.warning("Database migration failed: {}", exc)
-        outcome = _OUTCOME_FOR_CODE.get(exc.exit_code, Outcome.FAILED)
-        plan = exc.plan if isinstance(exc.plan, Plan) else Plan()
-        return MigrationResult(outcome, plan, error_message=str(exc), exit_code=exc.exit_code)
     except Exception as exc:  # a server must still start: report, never raise
         logger.warning("Database migration failed: {}", exc)
-        return MigrationResult(
-            Outcome.FAILED, error_message=str(exc), exit_code=ExitCode.FAILED_NOT_RESTORED
-        )
+        return MigrationResult.from_error(exc)
 
 
 def execute_startup_migration(
@@ -99,15 +85,9 @@ class AutoMigrationSystem:
 
         try:
             return rollback(use_backup=use_backup, **self.overrides)
-        except MigrateError as exc:
-            logger.warning("Rollback failed: {}", exc)
-            outcome = _OUTCOME_FOR_CODE.get(exc.exit_code, Outcome.FAILED)
-            return MigrationResult(outcome, error_message=str(exc), exit_code=exc.exit_code)
         except Exception as exc:  # like the migration hook: report, never raise
             logger.warning("Rollback failed: {}", exc)
-            return MigrationResult(
-                Outcome.FAILED, error_message=str(exc), exit_code=ExitCode.FAILED_NOT_RESTORED
-            )
+            return MigrationResult.from_error(exc)
 
     def execute_auto_migration(self, force_backup: bool = True) -> MigrationResult:
         """Migrate now; force_backup takes a backup even when BACKUP is off."""

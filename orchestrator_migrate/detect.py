@@ -174,3 +174,9 @@ def _default_text(default: Any) -> str:
     arg = getattr(default, "arg", default)
     text = getattr(arg, "text", None)
     return text if isinstance(text, str) else repr(arg)
+
+
+def dropped_index_columns(op: ops.DropIndexOp) -> list[str]:
+    """The columns of the index a drop removes, from the reflected original."""
+    columns = op._reverse.columns if op._reverse is not None else []
+    return [name for name in _names(columns) if isinstance(name, str)]

@@ -201,6 +201,17 @@ class Recorder:
         query = select(h.id, h.models_fingerprint).where(h.outcome.in_(IN_FORCE)).order_by(h.id)
         return list(conn.execute(query))
 
+    def last_modelled(self, conn: Connection) -> set[str] | None:
+        """The columns ('table.column') of the models in force at the newest run that applied
+        or adopted them; None when no run is recorded."""
+        if not self.exists(conn):
+            return None
+        h = self.history.c
+        query = select(h.objects).where(h.outcome.in_(IN_FORCE)).order_by(h.id.desc()).limit(1)
+        raw = conn.execute(query).scalar()
+        columns = json.loads(raw).get("columns") if raw else None
+        return set(columns) if columns is not None else None  # older rows did not say
+
     def seen(self, conn: Connection, models_fp: str) -> bool:
         """Whether a run in force applied or adopted these models."""
         return any(row[1] == models_fp for row in self._in_force(conn))

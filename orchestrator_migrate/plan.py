@@ -60,6 +60,8 @@ class Change:
     op: Any = field(default=None, compare=False, repr=False)
     rows: int | None = None
     retained: bool = False
+    # SQL that fills the rows a NOT NULL column would leave NULL (its backfill or Python default).
+    fill: str | None = None
 
     @property
     def destructive(self) -> bool:
@@ -79,7 +81,7 @@ class Change:
             return Safety.DATA_DEPENDENT
         if self.kind is ChangeKind.ADD_COLUMN:
             col = self.op.column
-            if not col.nullable and col.server_default is None:
+            if not col.nullable and col.server_default is None and self.fill is None:
                 return Safety.DATA_DEPENDENT
         return Safety.SAFE
 
@@ -94,6 +96,7 @@ class Change:
             "safety": self.safety.value,
             "destructive": self.destructive,
             "rows": self.rows,
+            "fill": self.fill,
         }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import Column, MetaData, inspect, literal
 from sqlalchemy.engine import Connection
 
 from .backends.base import Backend
@@ -26,18 +26,25 @@ def build_plan(
     from .detect import diff  # Alembic loads only when the fast path did not suffice
 
     changes = _renames(diff(conn, metadata, backend, settings.ignore_tables), metadata)
-    _refuse_likely_renames(changes, backend)
-    owned = recorder.owned(conn) if changes else {}
+    if not changes:
+        return Plan()
+    _refuse_likely_renames(changes, backend, recorder.last_modelled(conn))
+    owned = recorder.owned(conn)
+    kept = [c for c in changes if _keep(c, settings.allow_destructive, owned)]
+    kept += _with_retired_columns([c for c in changes if c not in kept], kept)
     apply: list[Change] = []
     retained: list[Change] = []
     for change in changes:
-        if _keep(change, settings.allow_destructive, owned):
-            kept = _counted(conn, dataclasses.replace(change, retained=True))
-            retained.append(kept)
-            if _needs_relaxing(kept):
-                apply.append(_retire(kept))
+        if change in kept:
+            counted = _counted(conn, dataclasses.replace(change, retained=True))
+            retained.append(counted)
+            if _needs_relaxing(counted):
+                apply.append(_retire(counted))
+        elif change.destructive:
+            apply.append(_counted(conn, change))
         else:
-            apply.append(_counted(conn, change) if change.destructive else change)
+            apply.append(with_fill(conn, change, metadata))
+    apply = _ordered(conn, apply)
     operations = backend.compile(conn, apply, metadata) if apply else []
     return Plan(tuple(operations), tuple(retained))
 
@@ -57,12 +64,86 @@ def _keep(change: Change, allow_destructive: bool, owned: dict[str, set[str]]) -
     return False
 
 
+def _with_retired_columns(candidates: list[Change], kept: list[Change]) -> list[Change]:
+    """Indexes and constraints on a column that is kept stay with it until it is dropped, so
+    that the old replicas' writes to it are still checked."""
+    retired = {(c.table, c.column) for c in kept if c.kind is ChangeKind.DROP_COLUMN}
+    return [
+        c
+        for c in candidates
+        if c.kind in (ChangeKind.DROP_INDEX, ChangeKind.DROP_UNIQUE, ChangeKind.DROP_FK)
+        and any((c.table, col) in retired for col in dropped_columns(c))
+    ]
+
+
+def dropped_columns(change: Change) -> list[str]:
+    """The columns of the index or constraint a DROP_INDEX, DROP_UNIQUE or DROP_FK removes."""
+    from .detect import dropped_constraint_columns, dropped_index_columns
+
+    if change.kind is ChangeKind.DROP_INDEX:
+        return dropped_index_columns(change.op)
+    return dropped_constraint_columns(change.op)
+
+
 def dropped_constraint_signature(change: Change) -> str:
     """The signature of the constraint a DROP_UNIQUE or DROP_FK change removes."""
-    from .detect import dropped_constraint_columns
-
     kind = "fk" if change.kind is ChangeKind.DROP_FK else "unique"
-    return constraint_signature(change.table, kind, dropped_constraint_columns(change.op))
+    return constraint_signature(change.table, kind, dropped_columns(change))
+
+
+def with_fill(conn: Connection, change: Change, metadata: MetaData) -> Change:
+    """A NOT NULL column added or set gets what fills its NULLs: info={'backfill': SQL}, else a
+    scalar Python default (as Django's AddField does); a server default needs no fill."""
+    if change.kind not in (ChangeKind.ADD_COLUMN, ChangeKind.SET_NOT_NULL) or not change.column:
+        return change
+    table = metadata.tables.get(change.table)
+    column = table.c.get(change.column) if table is not None else None
+    if column is None or column.nullable:
+        return change
+    fill = _fill_for(conn, column)
+    if fill is None:
+        return change
+    sql, verb, label = fill
+    quote = conn.dialect.identifier_preparer.quote
+    where = "" if change.kind is ChangeKind.ADD_COLUMN else f" WHERE {quote(column.name)} IS NULL"
+    rows = int(
+        conn.exec_driver_sql(f"SELECT count(*) FROM {quote(change.table)}{where}").scalar_one()
+    )
+    note = f"; {verb} {rows} rows of {change.table}.{column.name} with {label}" if rows else ""
+    return dataclasses.replace(change, fill=sql, description=change.description + note)
+
+
+def _fill_for(conn: Connection, column: Column[Any]) -> tuple[str, str, str] | None:
+    """(SQL, verb, value for humans) that fills the column's NULLs, where the model says."""
+    backfill = column.info.get("backfill")
+    if backfill:
+        return str(backfill), "backfill", str(backfill)
+    default = column.default
+    if column.server_default is not None or default is None or not default.is_scalar:
+        return None  # a server default fills by itself; a callable cannot fill old rows
+    value = getattr(default, "arg", None)
+    try:
+        sql = literal(value, column.type).compile(
+            dialect=conn.dialect, compile_kwargs={"literal_binds": True}
+        )
+    except Exception:  # a value the dialect cannot write as a literal: refuse as before
+        return None
+    return str(sql), "fill", repr(value)
+
+
+def _ordered(conn: Connection, changes: list[Change]) -> list[Change]:
+    """Indexes and constraints go before the columns they cover; tables are dropped last,
+    children before their parents, in an order that does not depend on the process."""
+    drops = {c.table: c for c in changes if c.kind is ChangeKind.DROP_TABLE}
+    rest = sorted(
+        (c for c in changes if c.kind is not ChangeKind.DROP_TABLE),
+        key=lambda c: c.kind is ChangeKind.DROP_COLUMN,
+    )
+    if not drops:
+        return rest
+    ordered = [t for t, _ in inspect(conn).get_sorted_table_and_fkc_names() if t in drops]
+    ordered += sorted(set(drops) - set(ordered))
+    return rest + [drops[t] for t in reversed(ordered)]
 
 
 def _counted(conn: Connection, change: Change) -> Change:
@@ -155,10 +236,18 @@ def _find(changes: list[Change], kind: ChangeKind, table: str, column: str | Non
     return None
 
 
-def _refuse_likely_renames(changes: list[Change], backend: Backend) -> None:
-    """A column dropped and one of the same type added in one table, with no hint: ask."""
+def _refuse_likely_renames(
+    changes: list[Change], backend: Backend, modelled: set[str] | None
+) -> None:
+    """A column dropped and one of the same type added in one table, with no hint: ask.
+
+    Only a column that the models in force defined can be being renamed now; one retired by an
+    earlier run (or added by hand) is kept as it is and asks nothing.
+    """
     for drop in changes:
         if drop.kind is not ChangeKind.DROP_COLUMN:
+            continue
+        if modelled is not None and f"{drop.table}.{drop.column}" not in modelled:
             continue
         old_type = drop.op.to_column().type
         for add in changes:

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from .backup import BackupInfo
-from .errors import ExitCode
+from .errors import ExitCode, MigrateError, Refusal
+from .outcome import Outcome
 from .plan import Plan
 
-
-class Outcome(StrEnum):
-    """How a run ended."""
-
-    UP_TO_DATE = "up_to_date"
-    AHEAD = "ahead"
-    APPLIED = "applied"
-    PLANNED = "planned"
-    REFUSED = "refused"
-    FAILED_RESTORED = "failed_restored"
-    FAILED = "failed"
+__all__ = ["MigrationResult", "Outcome"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +25,22 @@ class MigrationResult:
     warnings: tuple[str, ...] = ()
     history_id: int | None = None
     exit_code: ExitCode = ExitCode.OK
+    refusals: tuple[Refusal, ...] = ()
+
+    @classmethod
+    def from_error(cls, error: BaseException) -> MigrationResult:
+        """The result of a run that raised error: its outcome, plan and refusals."""
+        if not isinstance(error, MigrateError):
+            message = str(error) or type(error).__name__
+            text = f"{type(error).__name__}: {message.splitlines()[0]}"
+            return cls(Outcome.FAILED, error_message=text, exit_code=ExitCode.FAILED_NOT_RESTORED)
+        return cls(
+            error.outcome,
+            error.plan if isinstance(error.plan, Plan) else Plan(),
+            error_message=str(error) or type(error).__name__,
+            exit_code=error.exit_code,
+            refusals=tuple(error.refusals),
+        )
 
     @property
     def success(self) -> bool:
@@ -71,4 +77,5 @@ class MigrationResult:
             "warnings": list(self.warnings),
             "history_id": self.history_id,
             "plan": self.plan.to_dict(),
+            "refusals": [r.to_dict() for r in self.refusals],
         }

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 from loguru import logger
 from sqlalchemy.engine import Connection, Engine
@@ -13,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from . import record, steps
 from .backup import BackupInfo
 from .context import Run, elapsed_ms, models_fingerprint
-from .errors import RefusedChange
+from .errors import MigrateError, MigrationFailed, RefusedChange
 from .history import State
 from .plan import ChangeKind, Plan
 from .result import MigrationResult, Outcome
@@ -32,7 +33,11 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
         models_fp = models_fingerprint(run, engine)
         # The fast path takes no lock: most starts find nothing to do. A dry run (check, plan)
         # always compares in full, to list everything the database keeps beyond the models.
-        with engine.connect().execution_options(read_only=True) as conn, conn.begin():
+        with (
+            _nothing_changed(),
+            engine.connect().execution_options(read_only=True) as conn,
+            conn.begin(),
+        ):
             schema_fp = run.backend.fingerprint(conn, settings.ignore_tables)
             state = None if dry else _verified(run, conn, models_fp, schema_fp)
             if state is not None:
@@ -93,7 +98,7 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
                 record.adopt(run, conn, models_fp, fp_before)
                 tx.commit()
                 return _up_to_date(started, plan)
-            steps.refuse_if_needed(conn, plan, run.metadata)
+            steps.refuse_if_needed(conn, plan)
             estimate = steps.refuse_if_too_slow(conn, plan, settings.migration_timeout)
             # Without transactional DDL the backup is what undoes a failure part-way: always.
             needs_backup = settings.backup or not backend.transactional_ddl
@@ -242,6 +247,22 @@ def _report_retained(retained: list[str]) -> list[str]:
     if retained:
         logger.warning("Not in the models, kept with their data (retired): {}", "; ".join(retained))
     return [f"kept, not in the models: {text}" for text in retained]
+
+
+@contextmanager
+def _nothing_changed() -> Iterator[None]:
+    """Before the lock the run only reads: whatever fails there has changed nothing (exit 5)."""
+    try:
+        yield
+    except MigrateError:
+        raise
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip() or type(exc).__name__
+        logger.opt(exception=exc).debug("Failed while reading the schema")
+        raise MigrationFailed(
+            f"Database migration failed before changing anything, the database is unchanged:"
+            f" {type(exc).__name__}: {reason.splitlines()[0]}"
+        ) from exc
 
 
 class _VerifyFailed(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from loguru import logger
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 
 from . import backup as backups
@@ -16,13 +16,16 @@ from .filters import ignored
 from .plan import ChangeKind, Plan
 
 
-def refuse_if_needed(conn: Connection, plan: Plan, metadata: MetaData) -> None:
+def refuse_if_needed(conn: Connection, plan: Plan) -> None:
     """Refuse, before any change, a plan whose data-dependent changes the data does not fit."""
     from .checks import refusals
 
-    problems = refusals(conn, plan, metadata)
+    problems = refusals(conn, plan)
     if problems:
-        raise RefusedChange("migration refused, nothing changed: " + "; ".join(problems))
+        raise RefusedChange(
+            "migration refused, nothing changed: " + "; ".join(p.message for p in problems),
+            tuple(problems),
+        )
 
 
 def refuse_if_too_slow(conn: Connection, plan: Plan, limit_ms: int) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import MetaData
 
 from .errors import TargetError
+from .tablecopy import copy_table
 
 ENTRY_POINT_GROUP = "orchestrator_migrate.models"
 
@@ -102,5 +103,5 @@ def merge(targets: Sequence[Target]) -> MetaData:
                     f" and {target.reference!r}"
                 )
             owner[table.key] = target.reference
-            table.to_metadata(merged)
+            copy_table(table, merged)
     return merged

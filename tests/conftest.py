@@ -171,3 +171,67 @@ def pg_url():
 @pytest.fixture
 def mysql_url():
     yield from _scratch_database(MYSQL_ADMIN_URL, "mysql")
+
+
+@dataclass
+class Db:
+    """A scratch database on one of the three backends, and the few queries that differ."""
+
+    kind: str  # "sqlite", "postgresql" or "mysql"
+    url: str  # with the password, for settings and engines
+
+    def engine(self) -> Any:
+        import sqlalchemy as sa
+
+        return sa.create_engine(self.url)
+
+    def sql(self, *statements: str) -> list[tuple[Any, ...]]:
+        """Run statements in one transaction; the rows of the last one."""
+        engine = self.engine()
+        try:
+            with engine.begin() as conn:
+                result: list[tuple[Any, ...]] = []
+                for statement in statements:
+                    rows = conn.exec_driver_sql(statement)
+                    result = [tuple(r) for r in rows] if rows.returns_rows else []
+                return result
+        finally:
+            engine.dispose()
+
+    def inspector_call(self, name: str, *args: Any) -> Any:
+        """One call on a fresh SQLAlchemy inspector, e.g. ("get_columns", "users")."""
+        import sqlalchemy as sa
+
+        engine = self.engine()
+        try:
+            with engine.connect() as conn:
+                return getattr(sa.inspect(conn), name)(*args)
+        finally:
+            engine.dispose()
+
+    def tables(self) -> set[str]:
+        """The tables, without this tool's own."""
+        names = self.inspector_call("get_table_names")
+        return {t for t in names if not t.startswith("orchestrator_migrate")}
+
+    def columns(self, table: str) -> dict[str, dict[str, Any]]:
+        return {c["name"]: c for c in self.inspector_call("get_columns", table)}
+
+    @property
+    def backup_glob(self) -> str:
+        return {"sqlite": "backup_*.db", "postgresql": "backup_*.dump"}.get(
+            self.kind, "backup_*.sql"
+        )
+
+
+BACKENDS = ["sqlite", "postgresql", "mysql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def any_db(request, ws: Workspace) -> Db:
+    """The same test on a SQLite file, a PostgreSQL database and a MariaDB database."""
+    if request.param == "sqlite":
+        ws.db_path.parent.mkdir(parents=True, exist_ok=True)
+        return Db("sqlite", ws.url)
+    url = request.getfixturevalue("pg_url" if request.param == "postgresql" else "mysql_url")
+    return Db(request.param, url.render_as_string(hide_password=False))

@@ -25,6 +25,11 @@ from .server import ServerBackend, run_tool, schema_hash
 
 DUMP_DONE = "-- Dump completed"
 _INT_WIDTH = re.compile(r"^((?:TINY|SMALL|MEDIUM|BIG)?INT(?:EGER)?)\(\d+\)")
+_NUMERIC = re.compile(r"^NUMERIC\b")
+_CHARSET = re.compile(r" (?:CHARACTER SET|COLLATE) \w+")
+# Spellings the server reports for what SQLAlchemy compiles otherwise: MariaDB's JSON is a
+# LONGTEXT (with a json_valid CHECK), and a UUID column (10.7+) is what Uuid means on MySQL.
+_ALIASES = {"INT": "INTEGER", "JSON": "LONGTEXT", "UUID": "CHAR(32)"}
 
 
 def _spelling(type_: Any) -> str:
@@ -32,10 +37,12 @@ def _spelling(type_: Any) -> str:
 
     dialect: Any = mysql.dialect()
     spelled = " ".join(type_.compile(dialect=dialect).upper().split())
+    spelled = _CHARSET.sub("", spelled)  # a column's collation is the table's business
     if spelled in ("BOOL", "BOOLEAN", "TINYINT(1)"):
         return "BOOL"
     spelled = _INT_WIDTH.sub(r"\1", spelled)  # display widths change nothing
-    return {"INT": "INTEGER"}.get(spelled, spelled)
+    spelled = _NUMERIC.sub("DECIMAL", spelled)
+    return _ALIASES.get(spelled, spelled)
 
 
 class MySQLBackend(ServerBackend):
@@ -76,8 +83,15 @@ class MySQLBackend(ServerBackend):
         q = conn.dialect.identifier_preparer.quote
         operations = []
         rendered: set[int] = set()
+        # One ALTER ... MODIFY carries a column's type and nullability: fill before it.
+        fills = {id(c.op): c for c in changes if c.fill and c.kind is ChangeKind.SET_NOT_NULL}
         for change in changes:
-            if change.kind is ChangeKind.RENAME_TABLE:
+            if change.kind is ChangeKind.ADD_COLUMN and change.fill is not None:
+                sql = self.filled(conn, change)
+            elif id(change.op) in fills and id(change.op) not in rendered:
+                rendered.add(id(change.op))
+                sql = self.filled(conn, fills[id(change.op)])
+            elif change.kind is ChangeKind.RENAME_TABLE:
                 sql = [f"ALTER TABLE {q(str(change.name))} RENAME TO {q(change.table)}"]
             elif change.kind is ChangeKind.RENAME_COLUMN:
                 sql = [

@@ -103,33 +103,18 @@ class PostgreSQLBackend(ServerBackend):
         q = conn.dialect.identifier_preparer.quote
         table = q(change.table)
         column = q(change.column) if change.column else ""
-        model = metadata.tables.get(change.table)
-        model_column = model.c.get(change.column) if model is not None and change.column else None
-        backfill = model_column.info.get("backfill") if model_column is not None else None
         kind = change.kind
+        if change.fill is not None:
+            return self.filled(conn, change)
         if kind is ChangeKind.RENAME_TABLE:
             return [f"ALTER TABLE {q(str(change.name))} RENAME TO {table}"]
         if kind is ChangeKind.RENAME_COLUMN:
             return [f"ALTER TABLE {table} RENAME COLUMN {q(str(change.name))} TO {column}"]
         if kind in (ChangeKind.DROP_NOT_NULL, ChangeKind.RETIRE_COLUMN):
             return [f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL"]
-        if kind is ChangeKind.SET_NOT_NULL:
-            fill = [f"UPDATE {table} SET {column} = ({backfill}) WHERE {column} IS NULL"]
-            return (fill if backfill else []) + [
-                f"ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL"
-            ]
         if kind is ChangeKind.ALTER_TYPE:
             new = change.op.modify_type.compile(dialect=conn.dialect)
             return [f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {new} USING {column}::{new}"]
-        if kind is ChangeKind.ADD_COLUMN and backfill:
-            col = change.op.column
-            spec = col.type.compile(dialect=conn.dialect)
-            return [
-                f"ALTER TABLE {table} ADD COLUMN {column} {spec}",
-                f"UPDATE {table} SET {column} = ({backfill})",
-            ] + (
-                [] if col.nullable else [f"ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL"]
-            )
         return render(conn.dialect, change.op)
 
     def _pg_args(self) -> tuple[list[str], dict[str, str]]:

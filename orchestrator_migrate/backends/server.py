@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from ..errors import RefusedChange
 from ..filters import ignored
-from ..plan import Operation
+from ..plan import Change, ChangeKind, Operation
 
 
 class ServerBackend:
@@ -44,6 +44,37 @@ class ServerBackend:
             f"rollback by SQL is not available on {self.name} yet; nothing changed. Use"
             " `orchestrator-migrate rollback --use-backup`"
         )
+
+    @staticmethod
+    def filled(conn: Connection, change: Change) -> list[str]:
+        """The statements of an ADD_COLUMN or SET_NOT_NULL whose NULLs a fill answers for:
+        the column nullable, its NULLs filled, then NOT NULL."""
+        from alembic.operations import ops
+
+        from ..ddl import render
+
+        q = conn.dialect.identifier_preparer.quote
+        table, column = q(change.table), q(str(change.column))
+        if change.kind is ChangeKind.SET_NOT_NULL:
+            update = f"UPDATE {table} SET {column} = ({change.fill}) WHERE {column} IS NULL"
+            return [update, *render(conn.dialect, change.op)]
+        model = change.op.column
+        nullable = model._copy()
+        nullable.nullable = True
+        not_null = ops.AlterColumnOp(
+            change.table,
+            model.name,
+            modify_nullable=False,
+            existing_type=model.type,
+            existing_server_default=model.server_default,
+            existing_nullable=True,
+            existing_comment=model.comment,
+        )
+        return [
+            *render(conn.dialect, ops.AddColumnOp(change.table, nullable)),
+            f"UPDATE {table} SET {column} = ({change.fill})",
+            *render(conn.dialect, not_null),
+        ]
 
     def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
         # The server checks constraints as each statement runs; the fresh diff does the rest.

@@ -30,6 +30,7 @@ from sqlalchemy.schema import CreateTable
 from ..filters import ignored
 from ..lock import FileMigrationLock, MigrationLock, ProcessLocalLock
 from ..plan import Change, ChangeKind, Operation, constraint_signature
+from ..tablecopy import copy_tables
 
 REBUILD_PREFIX = "_om_new_"
 TIME_CHECK_EVERY_VM_STEPS = 1000
@@ -173,6 +174,7 @@ class SQLiteBackend:
             ChangeKind.ADD_INDEX,
             ChangeKind.DROP_INDEX,
             ChangeKind.ADD_TABLE,
+            ChangeKind.DROP_TABLE,
             ChangeKind.RENAME_TABLE,
             ChangeKind.RENAME_COLUMN,
         )
@@ -180,7 +182,7 @@ class SQLiteBackend:
             return False
         if change.kind is ChangeKind.ADD_COLUMN:
             col: Column[Any] = change.op.column
-            if col.info.get("backfill"):
+            if change.fill is not None:
                 return True
             default = col.server_default
             plain_default = default is None or isinstance(getattr(default, "arg", None), str)
@@ -209,8 +211,7 @@ class SQLiteBackend:
         source = {str(c.column): str(c.name) for c in changes if c.kind is ChangeKind.RENAME_COLUMN}
 
         scratch = MetaData()
-        for model_table in metadata.sorted_tables:
-            model_table.to_metadata(scratch)
+        copy_tables(metadata, scratch)
         target = scratch.tables[table]
         for name, (_, _, decl, notnull, default, _pk) in old_columns.items():
             if name not in target.c and name not in dropping:
@@ -226,18 +227,17 @@ class SQLiteBackend:
         self._keep_foreign_constraints(conn, target, changes)
         create = _renamed_create(str(CreateTable(target).compile(dialect=conn.dialect)), new_name)
 
+        fills = {c.column: c.fill for c in changes if c.fill is not None}
         copied: list[str] = []
         selected: list[str] = []
-        backfills: list[str] = []
         for column in target.columns:
             src = source.get(column.name, column.name)
-            expr = column.info.get("backfill")
+            expr = fills.get(column.name)
             if expr:
                 selected.append(
                     f"COALESCE({_quote(src)}, ({expr}))" if src in old_columns else f"({expr})"
                 )
                 copied.append(column.name)
-                backfills.append(self._backfill_note(conn, table, src, expr, src in old_columns))
             elif src in old_columns:
                 selected.append(_quote(src))
                 copied.append(column.name)
@@ -269,7 +269,7 @@ class SQLiteBackend:
             self._sequence(conn, table),
         )
         rows = conn.exec_driver_sql(f"SELECT count(*) FROM {q}").scalar_one()
-        summary = "; ".join([c.description for c in changes] + backfills)
+        summary = "; ".join(c.description for c in changes)
         return Operation(
             kind="rebuild_table",
             table=table,
@@ -319,12 +319,6 @@ class SQLiteBackend:
                     onupdate=(fk.get("options") or {}).get("onupdate"),
                 )
             )
-
-    @staticmethod
-    def _backfill_note(conn: Connection, table: str, column: str, expr: str, exists: bool) -> str:
-        where = f" WHERE {_quote(column)} IS NULL" if exists else ""
-        count = conn.exec_driver_sql(f"SELECT count(*) FROM {_quote(table)}{where}").scalar_one()
-        return f"backfill {count} rows of {table}.{column} with {expr}"
 
     @staticmethod
     def _sequence(conn: Connection, table: str) -> int | None:

@@ -1,0 +1,37 @@
+"""Copies of model tables that keep the names the models give their constraints and indexes.
+
+`Table.to_metadata` rebuilds a column's `unique=True` and `index=True` in the new MetaData, whose
+naming convention (usually none) then names them: a copy into a plain MetaData loses the names a
+`MetaData(naming_convention=...)` gave, and with them the names the database reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Index, MetaData, Table
+from sqlalchemy.sql.naming import conv
+
+
+def copy_tables(source: MetaData, into: MetaData) -> None:
+    """Copy every table of source into into, keeping each constraint's and index's name."""
+    for table in source.sorted_tables:
+        copy_table(table, into)
+
+
+def copy_table(table: Table, into: MetaData) -> Table:
+    """Copy one table into into, keeping each constraint's and index's name."""
+    copy = table.to_metadata(into)
+    items: list[Any] = [*table.constraints, *table.indexes]
+    names = {_signature(c): c.name for c in items}
+    copied: list[Any] = [*copy.constraints, *copy.indexes]
+    for item in copied:
+        name = names.get(_signature(item))
+        if isinstance(name, str) and item.name != name:
+            item.name = conv(name)
+    return copy
+
+
+def _signature(item: Any) -> tuple[str, tuple[str, ...]]:
+    columns = item.expressions if isinstance(item, Index) else item.columns
+    return type(item).__name__, tuple(str(getattr(c, "name", c)) for c in columns)
