@@ -207,6 +207,8 @@ def _check(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
             print("Database schema is up to date")
         for change in result.plan.retained:
             print(f"  kept (not in the models): {change.description}")
+        for refusal in result.refusals:
+            print(f"  a run would be refused: {refusal.message}")
         for warning in result.warnings:
             if warning.startswith("Schema drift"):
                 print(warning)
@@ -216,9 +218,10 @@ def _check(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
 def _plan(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
     from .api import check
 
-    plan = check(settings).plan
+    result = check(settings)
+    plan = result.plan
     if as_json:
-        _print_json(plan.to_dict())
+        _print_json({**plan.to_dict(), "refusals": [r.to_dict() for r in result.refusals]})
     elif extra.get("sql"):
         for statement in plan.sql:
             print(statement.rstrip() + ";\n")
@@ -232,6 +235,8 @@ def _plan(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
             print(f"{number}. {op.description}{suffix}")
         for change in plan.retained:
             print(f"kept (not in the models): {change.description}  [{change.safety.value}]")
+        for refusal in result.refusals:
+            print(f"a run would be refused: {refusal.message}")
     return int(ExitCode.OK)
 
 

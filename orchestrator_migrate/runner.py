@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from . import record, steps
 from .backup import BackupInfo
 from .context import Run, elapsed_ms, models_fingerprint
-from .errors import MigrateError, MigrationFailed, RefusedChange
+from .errors import MigrateError, MigrationFailed, Refusal, RefusedChange
 from .history import State
 from .plan import ChangeKind, Plan
 from .result import MigrationResult, Outcome
@@ -48,6 +48,8 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
                 return MigrationResult(Outcome.AHEAD, execution_time_ms=elapsed_ms(started))
             drifted = _drifted(run, conn, models_fp, schema_fp)
             plan = run.plan(conn)
+            reporting = dry or not settings.auto_migration
+            refused = _would_refuse(conn, plan) if reporting and not plan.empty else ()
         warnings = _report_retained(plan.retained_descriptions)
         if drifted:
             warnings.append(_drift_warning(plan))
@@ -67,7 +69,11 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
                 why,
             )
             return MigrationResult(
-                Outcome.PLANNED, plan, elapsed_ms(started), warnings=tuple(warnings)
+                Outcome.PLANNED,
+                plan,
+                elapsed_ms(started),
+                warnings=tuple(warnings),
+                refusals=refused,
             )
         with run.backend.lock(settings.lock_timeout / 1000, settings.lock_name):
             return _apply_locked(run, engine, models_fp, started)
@@ -191,6 +197,16 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
         warnings=tuple(plan.retained_descriptions),
         history_id=history_id,
     )
+
+
+def _would_refuse(conn: Connection, plan: Plan) -> tuple[Refusal, ...]:
+    """What the pre-checks would refuse now, so that a plan shows what a run would meet."""
+    from .checks import refusals
+
+    found = tuple(refusals(conn, plan))
+    for refusal in found:
+        logger.warning("A run would be refused: {}", refusal.message)
+    return found
 
 
 def _remember_unlocked(

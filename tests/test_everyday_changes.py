@@ -343,7 +343,7 @@ def test_a_not_null_column_with_a_callable_default_is_still_refused(ws, any_db):
     v2 = flags(sa.Column("token", sa.String(40), default=lambda: uuid.uuid4().hex, nullable=False))
     run(any_db, ws, v1)
     insert(any_db, v1, "flags", {"id": 1, "name": "a"})
-    with pytest.raises(RefusedChange, match="flags.token") as refused:
+    with pytest.raises(RefusedChange, match=r"flags\.token") as refused:
         run(any_db, ws, v2)
     assert "backfill" in str(refused.value)
     assert "token" not in any_db.columns("flags")
@@ -440,3 +440,42 @@ def test_a_failed_api_run_carries_its_outcome(ws, any_db):
     assert refused.value.outcome is Outcome.REFUSED
     assert refused.value.refusals[0].table == "flags"
     assert refused.value.refusals[0].count == 2
+
+
+def test_plan_shows_the_refusal_a_run_would_meet_and_writes_nothing(ws, any_db):
+    v1 = flags(sa.Column("note", sa.String(20)))
+    run(any_db, ws, v1)
+    insert(
+        any_db,
+        v1,
+        "flags",
+        {"id": 1, "name": "a", "note": None},
+        {"id": 2, "name": "b", "note": None},
+    )
+    v2 = flags(sa.Column("note", sa.String(20), nullable=False))
+    planned = check(db_url=any_db.url, metadata=v2, base_dir=str(ws.root))
+    [refusal] = planned.refusals
+    assert (refusal.table, refusal.column, refusal.count, refusal.sample_keys) == (
+        "flags",
+        "note",
+        2,
+        [1, 2],
+    )
+    with pytest.raises(RefusedChange) as refused:
+        run(any_db, ws, v2)
+    assert refused.value.refusals == planned.refusals
+    assert any_db.columns("flags")["note"]["nullable"] is True
+
+
+def test_the_sql_a_run_executes_is_the_sql_its_plan_showed(ws, any_db):
+    v1 = clients_and_tokens(False)
+    v2 = clients_and_tokens(True)
+    v2.tables["tokens"].append_column(sa.Column("active", sa.Boolean, default=True, nullable=False))
+    run(any_db, ws, v1)
+    insert(any_db, v1, "clients", {"id": 1, "name": "a"})
+    insert(any_db, v1, "tokens", {"id": 1, "value": "t1"})
+    planned = check(db_url=any_db.url, metadata=v2, base_dir=str(ws.root)).plan
+    result = run(any_db, ws, v2)
+    assert result.plan.sql == planned.sql
+    assert history(db_url=any_db.url, base_dir=str(ws.root))[0].sql == planned.sql
+    assert select(any_db, v2, "tokens", "id", "active") == [(1, True)]

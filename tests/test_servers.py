@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import CliResult
 
 RACER = str(Path(__file__).with_name("racer.py"))
 
@@ -254,19 +254,29 @@ def test_mariadb_ddl_on_a_table_held_by_a_long_reader_fails_and_is_restored(ws, 
     reader = engine.connect()
     tx = reader.begin()
     reader.exec_driver_sql("SELECT count(*) FROM tasks").all()  # holds a metadata lock on tasks
-    # The reader ends a few seconds later, as a slow request would.
-    ender = threading.Timer(4, tx.rollback)
-    ender.start()
+    proc = ws.popen(
+        "--models",
+        ws.write_models("srv_v2", V2),
+        env={**env, "MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT": "2000"},
+    )
     try:
-        result = ws.cli(
-            "--models",
-            ws.write_models("srv_v2", V2),
-            env={**env, "MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT": "2000"},
-        )
+        # The reader ends a few seconds after the migrator's DDL started waiting for it, as a
+        # slow request would: by then the DDL has given up (after 1 s) and the restore waits.
+        waiting = "SELECT count(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE"
+        waiting += " 'Waiting for table metadata lock'"
+        deadline = time.monotonic() + 120
+        while run_sql(mysql_url, waiting) == [(0,)] and proc.poll() is None:
+            assert time.monotonic() < deadline, "the migrator never waited for the reader"
+            time.sleep(0.05)
+        time.sleep(3)
+        tx.rollback()
+        out, err = proc.communicate(timeout=180)
     finally:
-        ender.join()
+        if proc.poll() is None:
+            proc.kill()
         reader.close()
         engine.dispose()
+    result = CliResult(proc.returncode, out, err)
     assert result.returncode == 5, result.output
     assert schema(my) == before
     assert run_sql(mysql_url, "SELECT count(*) FROM tasks") == [(3,)]
