@@ -30,7 +30,6 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
         run.backend.prepare()
     engine = run.backend.create_engine(read_only=dry)
     try:
-        models_fp = models_fingerprint(run, engine)
         # The fast path takes no lock: most starts find nothing to do. A dry run (check, plan)
         # always compares in full, to list everything the database keeps beyond the models.
         with (
@@ -38,6 +37,7 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
             engine.connect().execution_options(read_only=True) as conn,
             conn.begin(),
         ):
+            models_fp = models_fingerprint(run, engine)
             schema_fp = run.backend.fingerprint(conn, settings.ignore_tables)
             state = None if dry else _verified(run, conn, models_fp, schema_fp)
             if state is not None:

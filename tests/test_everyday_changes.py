@@ -301,6 +301,17 @@ def flags(*extra: sa.Column) -> sa.MetaData:
     return md
 
 
+def cli_on_flags(ws, db, module: str, column: str):
+    """The CLI with --json, migrating to flags(id, name, <column source>) in a models module."""
+    ref = ws.write_models(
+        module,
+        "import sqlalchemy as sa\nmd = sa.MetaData()\n"
+        "sa.Table('flags', md, sa.Column('id', sa.Integer, primary_key=True),"
+        f" sa.Column('name', sa.String(20)), {column})\n",
+    )
+    return ws.cli("--json", "--models", ref, env={PREFIX + "DB_URL": db.url})
+
+
 def test_a_not_null_column_with_a_python_default_fills_the_existing_rows(ws, any_db):
     v1 = flags()
     v2 = flags(
@@ -379,14 +390,7 @@ def test_a_refused_run_reports_its_outcome_plan_and_details_in_json(ws, any_db):
         {"id": 1, "name": "a", "note": None},
         {"id": 2, "name": "b", "note": "x"},
     )
-    ref = ws.write_models(
-        "flags_v2",
-        "import sqlalchemy as sa\nmd = sa.MetaData()\n"
-        "sa.Table('flags', md, sa.Column('id', sa.Integer, primary_key=True),"
-        " sa.Column('name', sa.String(20)),"
-        " sa.Column('note', sa.String(20), nullable=False))\n",
-    )
-    out = ws.cli("--json", "--models", ref, env={PREFIX + "DB_URL": any_db.url})
+    out = cli_on_flags(ws, any_db, "flags_v2", "sa.Column('note', sa.String(20), nullable=False)")
     assert out.returncode == ExitCode.REFUSED, out.output
     doc = out.json()
     assert doc["outcome"] == "refused" and doc["success"] is False
@@ -401,13 +405,7 @@ def test_a_failure_before_any_ddl_is_exit_5_with_the_failed_plan_in_json(ws, any
     md = flags(sa.Column("note", sa.String(20)))
     run(any_db, ws, md)
     insert(any_db, md, "flags", {"id": 1, "name": "a", "note": "soon"})
-    ref = ws.write_models(
-        "flags_int",
-        "import sqlalchemy as sa\nmd = sa.MetaData()\n"
-        "sa.Table('flags', md, sa.Column('id', sa.Integer, primary_key=True),"
-        " sa.Column('name', sa.String(20)), sa.Column('note', sa.Integer))\n",
-    )
-    out = ws.cli("--json", "--models", ref, env={PREFIX + "DB_URL": any_db.url})
+    out = cli_on_flags(ws, any_db, "flags_int", "sa.Column('note', sa.Integer)")
     if any_db.kind == "sqlite":
         # SQLite stores 'soon' in an INTEGER column: a rebuild that keeps every value.
         assert out.returncode == 0, out.output
@@ -479,3 +477,17 @@ def test_the_sql_a_run_executes_is_the_sql_its_plan_showed(ws, any_db):
     assert result.plan.sql == planned.sql
     assert history(db_url=any_db.url, base_dir=str(ws.root))[0].sql == planned.sql
     assert select(any_db, v2, "tokens", "id", "active") == [(1, True)]
+
+
+def test_models_the_database_cannot_express_fail_with_exit_5_and_change_nothing(ws, any_db):
+    run(any_db, ws, flags())
+    out = cli_on_flags(ws, any_db, "flags_array", "sa.Column('tags', sa.ARRAY(sa.Integer))")
+    if any_db.kind == "postgresql":  # PostgreSQL has arrays
+        assert out.returncode == 0, out.output
+        return
+    assert out.returncode == ExitCode.FAILED_RESTORED, out.output
+    doc = out.json()
+    assert doc["outcome"] == "failed_restored"
+    assert "before changing anything" in doc["error_message"]
+    assert "ARRAY" in doc["error_message"]
+    assert "tags" not in any_db.columns("flags")
