@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import decimal
 import os
+import traceback
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,12 @@ class Ledger:
             known = self.columns.setdefault(table.name, {})
             rows = self.rows.setdefault(table.name, {})
             for column in table.columns:
+                old = column.info.get("renamed_from")
+                if column.name not in known and old in known:
+                    # info={"renamed_from": ...}: the values move with the column
+                    known[column.name] = known.pop(old)
+                    for row in rows.values():
+                        row[column.name] = row.pop(old, None)
                 if column.name not in known:
                     fill = existing_row_value(column)
                     for row in rows.values():
@@ -276,16 +284,17 @@ def normalised_schema(url: str | sa.URL, kind: str, names: set[str]) -> dict[str
                     for c in insp.get_columns(table)
                 }
                 pk = insp.get_pk_constraint(table)
-                indexes = {
+                # Counters, not sets: the same index or constraint twice is a difference.
+                indexes = Counter(
                     (name(i["name"]), tuple(i["column_names"]), bool(i["unique"]))
                     for i in insp.get_indexes(table)
                     if not i.get("duplicates_constraint")
-                }
-                uniques = {
+                )
+                uniques = Counter(
                     (name(u["name"]), tuple(u["column_names"]))
                     for u in insp.get_unique_constraints(table)
-                }
-                fks = {
+                )
+                fks = Counter(
                     (
                         name(f["name"]),
                         tuple(f["constrained_columns"]),
@@ -294,7 +303,7 @@ def normalised_schema(url: str | sa.URL, kind: str, names: set[str]) -> dict[str
                         ((f.get("options") or {}).get("ondelete") or "NO ACTION").upper(),
                     )
                     for f in insp.get_foreign_keys(table)
-                }
+                )
                 schema[table] = {
                     "columns": columns,
                     "pk": (name(pk.get("name")), tuple(pk.get("constrained_columns") or ())),
@@ -305,6 +314,10 @@ def normalised_schema(url: str | sa.URL, kind: str, names: set[str]) -> dict[str
     finally:
         engine.dispose()
     return schema
+
+
+def _times(count: int) -> str:
+    return f" ({count} times)" if count > 1 else ""
 
 
 def schema_differences(
@@ -347,19 +360,25 @@ def schema_differences(
             ("fks", "foreign key (name, columns, table, columns, on delete)"),
         ):
 
-            def live(items: set[Any], retired: set[str] = retired) -> set[Any]:
+            def live(items: Counter[Any], retired: set[str] = retired) -> Counter[Any]:
                 # Constraints over a retired column are retired with it.
-                return {i for i in items if not set(i[1]) & retired}
+                return Counter({i: n for i, n in items.items() if not set(i[1]) & retired})
 
-            want_set, got_set = live(ref[kind]), live(act[kind])
-            for item in sorted(want_set - got_set, key=repr):
-                problems.append(f"{table}: {label} {item} is missing")
-            for item in sorted(got_set - want_set, key=repr):
-                problems.append(f"{table}: {label} {item} is there but not in the models")
+            want, got = live(ref[kind]), live(act[kind])
+            for item, count in sorted((want - got).items(), key=repr):
+                problems.append(f"{table}: {label} {item} is missing" + _times(count))
+            for item, count in sorted((got - want).items(), key=repr):
+                extra = "once more than the models say" if item in want else "not in the models"
+                problems.append(f"{table}: {label} {item} is there, {extra}" + _times(count))
     return problems
 
 
 # --- the test ----------------------------------------------------------------------------------
+
+
+def _renamed_from(table: sa.Table) -> set[str]:
+    """The old names of the columns a table renames with info={"renamed_from": ...}."""
+    return {c.info["renamed_from"] for c in table.c if c.info.get("renamed_from")}
 
 
 def _fail(where: str, problems: list[str]) -> None:
@@ -390,23 +409,34 @@ def test_history(history: History, mode: str, any_db, ws, tmp_path: Path) -> Non
     ever_tables: set[str] = set()
     ever_columns: dict[str, set[str]] = {}
     previous = "an empty database"
+    pending: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def keep(table: str, key: tuple[Any, ...], row: dict[str, Any]) -> None:
+        pending.append((table, key, row))
+
     with reference_database(any_db.kind, tmp_path) as reference:
         for number, version in enumerate(history.versions, start=1):
             md = version.models()
             where = (
                 f"[{history.name} history, {any_db.kind}, {mode} mode] {previous} -> {version.name}"
             )
+            result = None
             try:
                 result = migrate(metadata=md, **settings)
             except MigrateError as exc:
-                _fail(
-                    where,
-                    [
-                        f"migrate raised {type(exc).__name__} (exit {int(exc.exit_code)}): {exc}"
-                        + _plan_text(getattr(exc, "plan", None))
-                    ],
+                error = (
+                    f"migrate raised {type(exc).__name__} (exit {int(exc.exit_code)}): {exc}"
+                    + _plan_text(getattr(exc, "plan", None))
                 )
-            if not result.success:
+            except Exception as exc:  # a crash, not a typed refusal or failure
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                error = (
+                    f"migrate crashed with {type(exc).__name__}: {exc}"
+                    f" (at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
+                )
+            if result is None:
+                _fail(where, [error])
+            elif not result.success:
                 _fail(where, [f"migrate did not succeed: {result.outcome}: {result.error_message}"])
 
             problems: list[str] = []
@@ -432,7 +462,7 @@ def test_history(history: History, mode: str, any_db, ws, tmp_path: Path) -> Non
                 {}
                 if destructive
                 else {
-                    t: cols - set(md.tables[t].c.keys())
+                    t: cols - set(md.tables[t].c.keys()) - _renamed_from(md.tables[t])
                     for t, cols in ever_columns.items()
                     if t in md.tables
                 }
@@ -446,11 +476,11 @@ def test_history(history: History, mode: str, any_db, ws, tmp_path: Path) -> Non
             ]
 
             # The release's code writes rows into every one of its tables.
-            pending: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+            pending.clear()
             engine = _engine(any_db.url)
             try:
                 with engine.begin() as conn:
-                    version.seed(Seeder(conn, md, f"v{number}", lambda *row: pending.append(row)))
+                    version.seed(Seeder(conn, md, f"v{number}", keep))
             except AssertionError as exc:
                 problems.append(f"insert: {exc}")
             else:
@@ -467,5 +497,8 @@ def test_history(history: History, mode: str, any_db, ws, tmp_path: Path) -> Non
                 _fail(where, problems)
             ever_tables |= set(md.tables)
             for table in md.tables.values():
-                ever_columns.setdefault(table.name, set()).update(table.c.keys())
+                columns = ever_columns.setdefault(table.name, set())
+                columns.update(table.c.keys())
+                # a renamed column lives on under its new name
+                columns -= _renamed_from(table)
             previous = version.name

@@ -16,9 +16,11 @@ v4 2022  posts.meta_description and posts.canonical_url String(255), the type of
          .preferences JSON; new donations (Numeric(12, 2), a CHECK), post_likes (Table, m2m)
 v5 2023  posts.slug String(200) -> String(100) (unique; the data fits); post_revisions.id
          Integer -> BigInteger (the primary key); tags and post_tags removed together;
-         users.locale NOT NULL server_default 'en'
+         users.locale NOT NULL server_default 'en'; media.uploaded_at NOT NULL
+         server_default now()
 v6 2024  users.public_id Uuid unique; users.is_verified NOT NULL with only default=False;
-         pages removed; new webhooks (JSON); a two-column index on comments
+         users.last_seen_at with an index; pages removed; new webhooks (JSON); a two-column
+         index on comments
 v7 2025  subscribers.email String(120) -> String(254); donations.fee Numeric(12, 2) NOT NULL
          server_default '0'; posts.reading_minutes; users.display_name removed
 """
@@ -99,6 +101,10 @@ def _models(v: int) -> MetaData:
             )
             # NOT NULL with only a Python default, on a table with rows
             is_verified: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+        if v >= 6:
+            last_seen_at: Mapped[Optional[datetime]] = mapped_column(  # noqa: UP045
+                DateTime, index=True
+            )
 
     class Post(IdMixin, TimestampMixin, Base):
         __tablename__ = "posts"
@@ -181,6 +187,9 @@ def _models(v: int) -> MetaData:
         # v3: widened from Integer (videos)
         size: Mapped[int] = mapped_column(BigInteger if v >= 3 else Integer)
         mime_type: Mapped[Optional[str]] = mapped_column(String(100))  # noqa: UP045
+        if v >= 5:
+            # NOT NULL with a computed server default, on a table with rows
+            uploaded_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
     if v < 6:  # v6: removed
 
@@ -270,6 +279,8 @@ def _seed(v: int, s: Seeder) -> None:
             values["public_id"] = uuid.uuid4()
         if s.has("users", "is_verified") and i == 0:
             values["is_verified"] = True
+        if s.has("users", "last_seen_at") and i == 0:
+            values["last_seen_at"] = utcnow()
         users.append(s.add("users", **values))
 
     posts = []

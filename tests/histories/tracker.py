@@ -17,8 +17,9 @@ v5 2021  oauth_codes and oauth_code_scopes removed together; groups.properties J
          milestones (server_default false) and issues.milestone_id, a foreign key to it
 v6 2022  issues.status String(50) -> String(20) (the data fits); users.is_service NOT NULL with
          only default=False; issues.external_id Uuid with an index; UNIQUE (project_id,
-         number) on issues
-v7 2023  new issue_links (Enum, two foreign keys to issues); api_tokens.scopes JSON;
+         number) on issues; api_tokens.note renamed to description (info renamed_from)
+v7 2023  new issue_links (Enum, two foreign keys to issues); issues.resolution, an Enum column
+         on an old table; api_tokens.scopes JSON; issue_comments.edited_at with an index;
          labels.color removed
 """
 
@@ -84,7 +85,10 @@ def _models(v: int) -> MetaData:
         user_id = Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
         created = Column(DateTime, default=utcnow)
         last_activity = Column(DateTime)
-        note = Column(String(1023))
+        if v < 6:
+            note = Column(String(1023))
+        else:  # v6: renamed, the data moves with it
+            description = Column(String(1023), info={"renamed_from": "note"})
         if v >= 3:
             expires_at = Column(DateTime)
         if v >= 4:
@@ -165,6 +169,9 @@ def _models(v: int) -> MetaData:
         if v >= 5:
             # a foreign key column on an old table, to a new one
             milestone_id = Column(Integer, ForeignKey("milestones.id"))
+        if v >= 7:
+            # an Enum column on an old table
+            resolution = Column(Enum("fixed", "wontfix", "duplicate", name="issue_resolution"))
         if v >= 6:
             external_id = Column(Uuid, index=True)
             __table_args__ = (
@@ -178,6 +185,8 @@ def _models(v: int) -> MetaData:
         author_id = Column(Integer, ForeignKey("users.id"))
         body = Column(Text, nullable=False)
         created = Column(DateTime, default=utcnow)
+        if v >= 7:
+            edited_at = Column(DateTime, index=True)
 
     if v >= 2:
 
@@ -253,8 +262,9 @@ def _seed(v: int, s: Seeder) -> None:
             "hashed": f"sha512:{t}:{i}",
             "prefix": f"{t}{i}"[:16],
             "user_id": users[i],
-            "note": f"token {i} of {t}",
         }
+        # v6 renamed note to description
+        values["description" if s.has("api_tokens", "description") else "note"] = f"token {i}"
         if s.has("api_tokens", "expires_at"):
             values["expires_at"] = utcnow()
         if s.has("api_tokens", "client_id"):
@@ -313,9 +323,14 @@ def _seed(v: int, s: Seeder) -> None:
             values["milestone_id"] = milestone if i < 2 else None
         if s.has("issues", "external_id"):
             values["external_id"] = uuid.UUID(int=v * 100 + i)
+        if s.has("issues", "resolution") and i == 1:
+            values["resolution"] = "wontfix"
         issues.append(s.add("issues", **values))
 
-    s.add("issue_comments", issue_id=issues[0], author_id=users[1], body=f"Seen on {t}")
+    comment: dict[str, Any] = {"issue_id": issues[0], "author_id": users[1], "body": f"Seen on {t}"}
+    if s.has("issue_comments", "edited_at"):
+        comment["edited_at"] = utcnow()
+    s.add("issue_comments", **comment)
     s.add("issue_comments", issue_id=issues[0], author_id=None, body="Me too")
 
     if s.has("labels"):
