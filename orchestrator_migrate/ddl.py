@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from alembic.operations import Operations
-from alembic.operations.ops import MigrateOperation
+from alembic.operations.ops import AddColumnOp, MigrateOperation
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Dialect
 
@@ -28,7 +28,15 @@ class _Collector:
 
 
 def render(dialect: Dialect, op: MigrateOperation) -> list[str]:
-    """The statements Alembic would execute for op on dialect."""
+    """The statements Alembic would execute for op on dialect.
+
+    A column added with index=True or unique=True gets that index or constraint from its own
+    change (the comparison reports it apart), so the ADD COLUMN renders the bare column.
+    """
+    if isinstance(op, AddColumnOp) and (op.column.index or op.column.unique):
+        bare = op.column._copy()
+        bare.index = bare.unique = None
+        op = AddColumnOp(op.table_name, bare, schema=op.schema)
     out = _Collector()
     opts: dict[str, Any] = {"as_sql": True, "output_buffer": out, "literal_binds": True}
     context = MigrationContext.configure(dialect=dialect, opts=opts)

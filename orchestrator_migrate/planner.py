@@ -132,18 +132,22 @@ def _fill_for(conn: Connection, column: Column[Any]) -> tuple[str, str, str] | N
 
 
 def _ordered(conn: Connection, changes: list[Change]) -> list[Change]:
-    """Indexes and constraints go before the columns they cover; tables are dropped last,
-    children before their parents, in an order that does not depend on the process."""
+    """Type changes first (a new table may refer to a widened key); indexes and constraints
+    are dropped before the columns they cover; tables are dropped last, children before their
+    parents, in an order that does not depend on the process."""
     drops = {c.table: c for c in changes if c.kind is ChangeKind.DROP_TABLE}
     rest = sorted(
         (c for c in changes if c.kind is not ChangeKind.DROP_TABLE),
-        key=lambda c: c.kind is ChangeKind.DROP_COLUMN,
+        key=lambda c: _PHASE.get(c.kind, 1),
     )
     if not drops:
         return rest
     ordered = [t for t, _ in inspect(conn).get_sorted_table_and_fkc_names() if t in drops]
     ordered += sorted(set(drops) - set(ordered))
     return rest + [drops[t] for t in reversed(ordered)]
+
+
+_PHASE = {ChangeKind.ALTER_TYPE: 0, ChangeKind.DROP_COLUMN: 2}
 
 
 def _counted(conn: Connection, change: Change) -> Change:
@@ -254,7 +258,7 @@ def _refuse_likely_renames(
             if (
                 add.kind is ChangeKind.ADD_COLUMN
                 and add.table == drop.table
-                and not backend.types_differ(old_type, add.op.column.type)
+                and backend.same_kind(old_type, add.op.column.type)
             ):
                 raise RefusedChange(
                     f"migration refused, nothing changed: {drop.table}.{drop.column} is gone"

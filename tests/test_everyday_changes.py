@@ -491,3 +491,92 @@ def test_models_the_database_cannot_express_fail_with_exit_5_and_change_nothing(
     assert "before changing anything" in doc["error_message"]
     assert "ARRAY" in doc["error_message"]
     assert "tags" not in any_db.columns("flags")
+
+
+def test_a_column_added_with_index_or_unique_gets_each_once(ws, any_db):
+    v1 = users()
+    v2 = users(
+        sa.Column("code", sa.String(20), index=True),
+        sa.Column("handle", sa.String(20), unique=True),
+    )
+    run(any_db, ws, v1)
+    insert(any_db, v1, "users", {"id": 1, "name": "ann"}, {"id": 2, "name": "bob"})
+    assert run(any_db, ws, v2).outcome is Outcome.APPLIED
+    assert up_to_date(any_db, ws, v2)
+    indexes = any_db.inspector_call("get_indexes", "users")
+    uniques = any_db.inspector_call("get_unique_constraints", "users")
+    on_code = [i for i in indexes if i["column_names"] == ["code"]]
+    on_handle = [i for i in indexes if i["column_names"] == ["handle"] and i.get("unique")]
+    on_handle += [u for u in uniques if u["column_names"] == ["handle"]]
+    assert len(on_code) == 1 and len({i["name"] for i in on_handle}) == 1, (indexes, uniques)
+
+
+def test_an_enum_column_added_to_an_old_table_creates_its_type_once(ws, any_db):
+    colour = sa.Enum("red", "green", name="colour")
+    v1 = users()
+    v2 = users(sa.Column("colour", colour))
+    sa.Table(
+        "paints", v2, sa.Column("id", sa.Integer, primary_key=True), sa.Column("colour", colour)
+    )
+    run(any_db, ws, v1)
+    insert(any_db, v1, "users", {"id": 1, "name": "ann"})
+    assert run(any_db, ws, v2).outcome is Outcome.APPLIED
+    assert up_to_date(any_db, ws, v2)
+    insert(any_db, v2, "users", {"id": 2, "name": "bob", "colour": "green"})
+    insert(any_db, v2, "paints", {"id": 1, "colour": "red"})
+    assert select(any_db, v2, "users", "id", "colour") == [(1, None), (2, "green")]
+
+
+def widened(big: bool) -> sa.MetaData:
+    key = sa.BigInteger().with_variant(sa.Integer(), "sqlite") if big else sa.Integer()
+    md = sa.MetaData()
+    sa.Table(
+        "issues", md, sa.Column("id", key, primary_key=True), sa.Column("title", sa.String(50))
+    )
+    sa.Table(
+        "comments",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column(
+            "issue_id",
+            sa.BigInteger if big else sa.Integer,
+            sa.ForeignKey("issues.id", ondelete="CASCADE"),
+        ),
+    )
+    if big:
+        sa.Table(
+            "links",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("issue_id", sa.BigInteger, sa.ForeignKey("issues.id")),
+        )
+    return md
+
+
+def test_a_primary_key_widened_with_the_foreign_keys_that_use_it(ws, any_db):
+    v1, v2 = widened(False), widened(True)
+    run(any_db, ws, v1)
+    insert(any_db, v1, "issues", {"id": 1, "title": "a"})
+    insert(any_db, v1, "comments", {"id": 1, "issue_id": 1})
+    assert run(any_db, ws, v2).outcome is Outcome.APPLIED
+    assert up_to_date(any_db, ws, v2)
+    fks = any_db.inspector_call("get_foreign_keys", "comments")
+    assert [(fk["referred_table"], (fk.get("options") or {}).get("ondelete")) for fk in fks] == [
+        ("issues", "CASCADE")
+    ]
+    insert(any_db, v2, "issues", {"id": 2**40, "title": "big"})
+    insert(any_db, v2, "links", {"id": 1, "issue_id": 2**40})
+    assert select(any_db, v2, "comments") == [(1, 1)]
+
+
+def test_a_text_column_dropped_beside_a_new_date_column_is_no_rename(ws, any_db):
+    run(any_db, ws, users(sa.Column("display_name", sa.String(50))))
+    insert(
+        any_db,
+        users(sa.Column("display_name", sa.String(50))),
+        "users",
+        {"id": 1, "name": "a", "display_name": "A"},
+    )
+    v2 = users(sa.Column("last_seen_at", sa.DateTime))
+    assert run(any_db, ws, v2).outcome is Outcome.APPLIED
+    assert any_db.sql("SELECT display_name FROM users") == [("A",)]

@@ -35,6 +35,9 @@ class Backend(Protocol):
     def types_differ(self, inspected_type: Any, metadata_type: Any) -> bool:
         """Whether a reflected column type must change to match the model's type."""
 
+    def same_kind(self, dropped_type: Any, added_type: Any) -> bool:
+        """Whether a dropped and an added column hold the same kind of value (a likely rename)."""
+
     def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
         """A stable hash of the database schema (not its data), without our own tables."""
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, inspect, text
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
@@ -43,6 +43,67 @@ def _spelling(type_: Any) -> str:
     spelled = _INT_WIDTH.sub(r"\1", spelled)  # display widths change nothing
     spelled = _NUMERIC.sub("DECIMAL", spelled)
     return _ALIASES.get(spelled, spelled)
+
+
+class _ForeignKeysAround:
+    """MariaDB refuses to change the type of a column a foreign key uses, on either side: those
+    foreign keys are dropped before the plan and added back, as they were, after it."""
+
+    def __init__(self, conn: Connection, changes: Sequence[Change]) -> None:
+        altered = {(c.table, c.column) for c in changes if c.kind is ChangeKind.ALTER_TYPE}
+        dropped = {c.name for c in changes if c.kind is ChangeKind.DROP_FK}
+        gone = {c.table for c in changes if c.kind is ChangeKind.DROP_TABLE}
+        self.conn = conn
+        self.found: list[tuple[str, dict[str, Any]]] = []
+        if not altered:
+            return
+        insp = inspect(conn)
+        for table in sorted(set(insp.get_table_names()) - gone):
+            for fk in insp.get_foreign_keys(table):
+                uses = [(table, c) for c in fk["constrained_columns"]]
+                uses += [(fk["referred_table"], c) for c in fk["referred_columns"]]
+                if fk["name"] not in dropped and altered & set(uses):
+                    self.found.append((table, dict(fk)))
+
+    def drop(self) -> list[Operation]:
+        q = self.conn.dialect.identifier_preparer.quote
+        sql = [f"ALTER TABLE {q(t)} DROP FOREIGN KEY {q(fk['name'])}" for t, fk in self.found]
+        return self._operation("drop_foreign_keys", "drop", sql)
+
+    def restore(self) -> list[Operation]:
+        from alembic.operations import ops
+
+        from ..ddl import render
+
+        sql = []
+        for table, fk in self.found:
+            options = fk.get("options") or {}
+            op = ops.CreateForeignKeyOp(
+                fk["name"],
+                table,
+                fk["referred_table"],
+                fk["constrained_columns"],
+                fk["referred_columns"],
+                ondelete=options.get("ondelete"),
+                onupdate=options.get("onupdate"),
+            )
+            sql += render(self.conn.dialect, op)
+        return self._operation("restore_foreign_keys", "add back", sql)
+
+    def _operation(self, kind: str, verb: str, sql: list[str]) -> list[Operation]:
+        if not sql:
+            return []
+        names = ", ".join(f"{t}.{fk['name']}" for t, fk in self.found)
+        return [
+            Operation(
+                kind=kind,
+                table=self.found[0][0],
+                description=f"{verb} the foreign keys on columns whose type changes: {names}",
+                sql=tuple(sql),
+                changes=(),
+                reversible=True,
+            )
+        ]
 
 
 class MySQLBackend(ServerBackend):
@@ -85,6 +146,8 @@ class MySQLBackend(ServerBackend):
         rendered: set[int] = set()
         # One ALTER ... MODIFY carries a column's type and nullability: fill before it.
         fills = {id(c.op): c for c in changes if c.fill and c.kind is ChangeKind.SET_NOT_NULL}
+        guard = _ForeignKeysAround(conn, changes)
+        operations += guard.drop()
         for change in changes:
             if change.kind is ChangeKind.ADD_COLUMN and change.fill is not None:
                 sql = self.filled(conn, change)
@@ -122,7 +185,7 @@ class MySQLBackend(ServerBackend):
                     rebuilt_rows=rows,
                 )
             )
-        return operations
+        return operations + guard.restore()
 
     def _client_args(self) -> tuple[list[str], dict[str, str]]:
         url = self.url

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import Enum, MetaData
 from sqlalchemy.engine import Connection
 
 from ..lock import MigrationLock
@@ -40,6 +41,47 @@ def _spelling(type_: Any) -> str:
     text = " ".join(type_.compile(dialect=dialect).upper().split())
     text = text.replace("CHARACTER VARYING", "VARCHAR")
     return _ALIASES.get(text, text)
+
+
+class _EnumTypes:
+    """Native enum types: created once, before the first column that uses them."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        rows = conn.exec_driver_sql(
+            "SELECT t.typname FROM pg_type t WHERE t.typtype = 'e'"
+            " AND t.typnamespace = current_schema()::regnamespace"
+        )
+        self.existing = {str(r[0]) for r in rows}
+
+    def first_use(self, change: Change) -> list[str]:
+        """CREATE TYPE for a new column's or a changed type's enum that does not exist yet."""
+        from sqlalchemy.dialects.postgresql.named_types import CreateEnumType
+
+        type_ = None
+        if change.kind is ChangeKind.ADD_COLUMN:
+            type_ = change.op.column.type
+        elif change.kind is ChangeKind.ALTER_TYPE:
+            type_ = change.op.modify_type
+        if not isinstance(type_, Enum) or not type_.native_enum or not type_.name:
+            return []
+        return [str(CreateEnumType(type_).compile(dialect=self.conn.dialect))]
+
+    def once(self, statements: list[str]) -> list[str]:
+        """The statements without CREATE TYPE of a type that exists or was created before."""
+        kept = []
+        for statement in statements:
+            match = _CREATE_TYPE.match(statement)
+            if match:
+                name = match.group(1).strip('"')
+                if name in self.existing:
+                    continue
+                self.existing.add(name)
+            kept.append(statement)
+        return kept
+
+
+_CREATE_TYPE = re.compile(r"^CREATE TYPE (\S+) AS ENUM", re.IGNORECASE)
 
 
 class PostgreSQLBackend(ServerBackend):
@@ -75,8 +117,10 @@ class PostgreSQLBackend(ServerBackend):
         self, conn: Connection, changes: Sequence[Change], metadata: MetaData
     ) -> list[Operation]:
         operations = []
+        types = _EnumTypes(conn)
         for change in changes:
-            sql = self._sql(conn, change, metadata)
+            sql = types.first_use(change) + self._sql(conn, change, metadata)
+            sql = types.once(sql)
             rewrites = change.kind is ChangeKind.ALTER_TYPE  # PostgreSQL rewrites the table
             rows = None
             if rewrites:

@@ -30,6 +30,12 @@ class ServerBackend:
     def prepare(self) -> None:
         """Nothing to create: the server holds the database."""
 
+    def types_differ(self, inspected_type: Any, metadata_type: Any) -> bool:
+        raise NotImplementedError
+
+    def same_kind(self, dropped_type: Any, added_type: Any) -> bool:
+        return not self.types_differ(dropped_type, added_type)
+
     def snapshot(self, conn: Connection, tables: Sequence[str]) -> dict[str, Any]:
         return {}
 

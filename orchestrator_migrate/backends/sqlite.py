@@ -54,6 +54,21 @@ def storage_family(declared: str) -> str:
     return "numeric"
 
 
+def value_kind(declared: str) -> str:
+    """What a declared SQLite type holds, finer than its storage family: text, date and time,
+    boolean, integer, JSON, or the declared name itself."""
+    decl = declared.upper().split("(")[0].strip()
+    if decl.startswith("BOOL"):
+        return "boolean"
+    if "INT" in decl:
+        return "integer"
+    if "DATE" in decl or "TIME" in decl:
+        return "datetime"
+    if any(word in decl for word in ("CHAR", "CLOB", "TEXT")):
+        return "text"
+    return decl
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -114,6 +129,15 @@ class SQLiteBackend:
         old = storage_family(inspected_type.compile(dialect=dialect))
         new = storage_family(metadata_type.compile(dialect=dialect))
         return old != new
+
+    def same_kind(self, dropped_type: Any, added_type: Any) -> bool:
+        # Storage families are too coarse here: TEXT and DATETIME share one, yet a text column
+        # dropped beside a new date column is no rename.
+        from sqlalchemy.dialects import sqlite
+
+        dialect = sqlite.dialect()
+        old = value_kind(dropped_type.compile(dialect=dialect))
+        return old == value_kind(added_type.compile(dialect=dialect))
 
     def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
         rows = conn.exec_driver_sql(

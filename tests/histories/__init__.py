@@ -95,12 +95,15 @@ def python_default_value(column: sa.Column[Any]) -> Any:
 def existing_row_value(column: sa.Column[Any]) -> Any:
     """What a column added by a migration must hold in the rows that were already there.
 
-    The server default when there is one; else the scalar Python default (a NOT NULL column with
-    `default=False` fills the existing rows with False); else NULL.
+    The server default when there is one; else, for a NOT NULL column, the scalar Python default
+    (`default=False` fills the existing rows with False); else NULL. A nullable column with only
+    a Python default may hold NULL or the default there: either is accepted.
     """
     if column.server_default is not None:
         return server_default_value(column)
-    return python_default_value(column)
+    if column.default is None:
+        return None
+    return ANY if column.nullable else python_default_value(column)
 
 
 RowRecorder = Callable[[str, tuple[Any, ...], dict[str, Any]], None]
@@ -134,20 +137,21 @@ class Seeder:
             raise AssertionError(
                 f"inserting a row through the models into {table} failed: {values!r}: {exc}"
             ) from exc
+        pk_names = [c.name for c in t.primary_key]
         pk = tuple(result.inserted_primary_key or ())
-        params = result.last_inserted_params()
+        params = result.last_inserted_params()  # with the Python defaults it evaluated
         row: dict[str, Any] = {}
         for column in t.columns:
             if column.key in values:
                 row[column.name] = values[column.key]
-            elif column.name in [c.name for c in t.primary_key] and pk:
-                row[column.name] = pk[[c.name for c in t.primary_key].index(column.name)]
+            elif column.name in pk_names and pk:
+                row[column.name] = pk[pk_names.index(column.name)]
             elif column.key in params and column.default is not None:
                 row[column.name] = params[column.key]
             elif column.server_default is not None:
                 row[column.name] = server_default_value(column)
             else:
                 row[column.name] = None
-        key = tuple(row[c.name] for c in t.primary_key)
+        key = tuple(row[name] for name in pk_names)
         self._on_row(table, key, row)
         return key[0] if len(key) == 1 else key

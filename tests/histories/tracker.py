@@ -20,7 +20,8 @@ v6 2022  issues.status String(50) -> String(20) (the data fits); users.is_servic
          number) on issues; api_tokens.note renamed to description (info renamed_from)
 v7 2023  new issue_links (Enum, two foreign keys to issues); issues.resolution, an Enum column
          on an old table; api_tokens.scopes JSON; issue_comments.edited_at with an index;
-         labels.color removed
+         labels.color removed; issues.id Integer -> BigInteger together with the foreign key
+         columns that refer to it (issue_comments.issue_id, issue_labels.issue_id)
 """
 
 import functools
@@ -151,9 +152,14 @@ def _models(v: int) -> MetaData:
         name = Column(String(200 if v >= 3 else 50), nullable=False)
         description = Column(Text)
 
+    # v7: issues.id widened (ids ran out), with every column that refers to it; BIGINT is no
+    # rowid alias on SQLite, hence the variant
+    issue_pk = BigInteger().with_variant(Integer(), "sqlite") if v >= 7 else Integer
+    issue_fk = BigInteger if v >= 7 else Integer
+
     class Issue(Base):
         __tablename__ = "issues"
-        id = Column(Integer, primary_key=True)
+        id = Column(issue_pk, primary_key=True)
         project_id = Column(Integer, ForeignKey("projects.id"), nullable=False)
         # v3: widened from Integer
         number = Column(BigInteger if v >= 3 else Integer, nullable=False)
@@ -181,7 +187,7 @@ def _models(v: int) -> MetaData:
     class IssueComment(Base):
         __tablename__ = "issue_comments"
         id = Column(Integer, primary_key=True)
-        issue_id = Column(Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False)
+        issue_id = Column(issue_fk, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False)
         author_id = Column(Integer, ForeignKey("users.id"))
         body = Column(Text, nullable=False)
         created = Column(DateTime, default=utcnow)
@@ -221,8 +227,8 @@ def _models(v: int) -> MetaData:
         class IssueLink(Base):
             __tablename__ = "issue_links"
             id = Column(Integer, primary_key=True)
-            source_id = Column(Integer, ForeignKey("issues.id", ondelete="CASCADE"))
-            target_id = Column(Integer, ForeignKey("issues.id", ondelete="CASCADE"))
+            source_id = Column(issue_fk, ForeignKey("issues.id", ondelete="CASCADE"))
+            target_id = Column(issue_fk, ForeignKey("issues.id", ondelete="CASCADE"))
             link_type = Column(
                 Enum("blocks", "duplicates", "relates", name="issue_link_type"), nullable=False
             )
@@ -309,6 +315,7 @@ def _seed(v: int, s: Seeder) -> None:
     for i in range(3):
         values = {
             "project_id": project,
+            **({"id": 5_000_000_000 + s.seq()} if v >= 7 and i == 2 else {}),  # over 2**31
             "number": i + 1 if v < 3 else 5_000_000_000 + i,  # over 2**31 once BIGINT
             "title": f"Issue {i} of {t}",
             "reporter_id": users[i % 2],
