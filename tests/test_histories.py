@@ -422,6 +422,7 @@ def test_history(history: History, mode: str, any_db, ws, tmp_path: Path) -> Non
                 f"[{history.name} history, {any_db.kind}, {mode} mode] {previous} -> {version.name}"
             )
             result = None
+            planned = check(metadata=md, **settings)  # what `plan` shows must be what runs
             try:
                 result = migrate(metadata=md, **settings)
             except MigrateError as exc:
@@ -441,6 +442,15 @@ def test_history(history: History, mode: str, any_db, ws, tmp_path: Path) -> Non
                 _fail(where, [f"migrate did not succeed: {result.outcome}: {result.error_message}"])
 
             problems: list[str] = []
+            if result.plan.sql != planned.plan.sql:
+                problems.append(
+                    "the run executed other SQL than the plan showed:"
+                    f" planned {planned.plan.sql}, ran {result.plan.sql}"
+                )
+            if planned.refusals:
+                problems.append(
+                    f"the plan predicted refusals the run did not meet: {planned.refusals}"
+                )
             ledger.advance(md)
             engine = _engine(any_db.url)
             try:
