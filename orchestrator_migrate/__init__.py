@@ -13,13 +13,15 @@ from .api import (
     restore_backup,
     rollback,
 )
-from .backup import BackupInfo
 from .compat import (
     AutoMigrationSystem,
     execute_startup_migration,
     initialize_database_with_migration,
 )
-from .errors import (
+from .config.settings import Settings, load_settings
+from .model.backup_info import BackupInfo
+from .model.entries import HistoryEntry
+from .model.errors import (
     ConfigError,
     ExitCode,
     LockTimeout,
@@ -29,10 +31,8 @@ from .errors import (
     RefusedChange,
     TargetError,
 )
-from .history import HistoryEntry
-from .plan import Change, ChangeKind, Operation, Plan
-from .result import MigrationResult, Outcome
-from .settings import Settings, load_settings
+from .model.plan import Change, ChangeKind, Operation, Plan
+from .model.result import MigrationResult, Outcome
 from .version import __version__
 
 __all__ = [

@@ -6,13 +6,13 @@ from typing import Any
 
 from sqlalchemy import MetaData
 
-from .backup import BackupInfo
-from .context import prepare_run
-from .history import HistoryEntry
-from .plan import Plan
-from .result import MigrationResult
-from .runner import execute
-from .settings import Settings, load_settings
+from .apply.context import prepare_run
+from .apply.runner import execute
+from .config.settings import Settings, load_settings
+from .model.backup_info import BackupInfo
+from .model.entries import HistoryEntry
+from .model.plan import Plan
+from .model.result import MigrationResult
 
 
 def _settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
@@ -54,7 +54,7 @@ def history(
 ) -> list[HistoryEntry]:
     """The recorded runs, newest first."""
     from .backends import backend_for
-    from .history import Recorder
+    from .history.recorder import Recorder
 
     resolved = _settings(settings, overrides)
     backend = backend_for(resolved.database_url())
@@ -68,14 +68,14 @@ def history(
 
 def backups_list(settings: Settings | None = None, **overrides: Any) -> list[BackupInfo]:
     """The backups in the backup directory, oldest first."""
-    from .backup import listing
+    from .backup.files import listing
 
     return listing(_settings(settings, overrides).backup_path())
 
 
 def backups_prune(settings: Settings | None = None, **overrides: Any) -> list[BackupInfo]:
     """Remove backups older than BACKUP_RETENTION_DAYS; returns what was removed."""
-    from .backup import prune
+    from .backup.files import prune
 
     resolved = _settings(settings, overrides)
     return prune(resolved.backup_path(), resolved.backup_retention_days)
@@ -85,7 +85,7 @@ def restore_backup(
     backup_id: str, settings: Settings | None = None, **overrides: Any
 ) -> MigrationResult:
     """Replace the database with a backup, after backing up the current one; keeps the history."""
-    from .restore import find_backup, restore
+    from .undo.restore import find_backup, restore
 
     run = prepare_run(_settings(settings, overrides), MetaData())
     return restore(run, find_backup(run, backup_id), f"restore of {backup_id}")
@@ -100,7 +100,7 @@ def rollback(
 ) -> MigrationResult:
     """Undo the newest applied run (or every run after history id `to`): by inverse SQL, or
     from the backup taken before it with use_backup=True."""
-    from .restore import rollback_by_sql, rollback_last, rollback_to
+    from .undo.restore import rollback_by_sql, rollback_last, rollback_to
 
     run = prepare_run(_settings(settings, overrides), MetaData())
     if not use_backup:

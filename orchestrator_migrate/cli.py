@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ExitCode, MigrateError, exit_code_for
-from .result import Outcome
-from .settings import ENV_PREFIX, Settings, load_settings
+from .config.settings import ENV_PREFIX, Settings, load_settings
+from .model.errors import ExitCode, MigrateError, exit_code_for
+from .model.result import Outcome
 
 COMMANDS = ("run", "check", "plan", "history", "locks", "backups", "rollback")
 
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(exc: BaseException, as_json: bool, log_format: str) -> int:
-    from .result import MigrationResult
+    from .model.result import MigrationResult
 
     code = exit_code_for(exc)
     result = MigrationResult.from_error(exc)
@@ -287,7 +287,7 @@ def _locks(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
 
 def _backups(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
     from .api import backups_list, backups_prune, restore_backup
-    from .errors import ConfigError
+    from .model.errors import ConfigError
 
     action = extra["action"]
     if action == "restore":

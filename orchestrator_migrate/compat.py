@@ -13,7 +13,7 @@ from loguru import logger
 from sqlalchemy import MetaData
 
 from .api import check, migrate
-from .result import MigrationResult
+from .model.result import MigrationResult
 
 
 def _graceful(overrides: dict[str, Any], metadata: MetaData | None) -> MigrationResult:

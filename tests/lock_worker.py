@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from orchestrator_migrate.server_locks import MySQLNamedLock, PostgresAdvisoryLock
+from orchestrator_migrate.backends.server_locks import MySQLNamedLock, PostgresAdvisoryLock
 
 kind, url, name, mode = sys.argv[1:5]
 cls = PostgresAdvisoryLock if kind == "postgresql" else MySQLNamedLock

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import sqlalchemy.dialects.sqlite  # noqa: F401  (import everything before the race)
 
-import orchestrator_migrate.backends.sqlite
 import orchestrator_migrate.cli as cli
-import orchestrator_migrate.logs
-import orchestrator_migrate.runner  # noqa: F401
 
 go = Path(sys.argv[1])
 deadline = time.monotonic() + 120

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_migrate.lock import FileMigrationLock
+from orchestrator_migrate.backends.lock import FileMigrationLock
 
 RACERS = 16
 RACER = str(Path(__file__).with_name("racer.py"))
@@ -120,7 +120,7 @@ def hold_lock_in_subprocess(ws) -> subprocess.Popen[str]:
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from orchestrator_migrate.lock import FileMigrationLock\n"
+        "from orchestrator_migrate.backends.lock import FileMigrationLock\n"
         "lock = FileMigrationLock(Path(sys.argv[1]), timeout_s=5)\n"
         "lock.acquire()\n"
         "print('held', flush=True)\n"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_migrate.errors import LockTimeout
-from orchestrator_migrate.server_locks import MySQLNamedLock, PostgresAdvisoryLock
+from orchestrator_migrate.backends.server_locks import MySQLNamedLock, PostgresAdvisoryLock
+from orchestrator_migrate.model.errors import LockTimeout
 
 WORKER = str(Path(__file__).with_name("lock_worker.py"))
 KINDS = ["postgresql", "mysql"]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator_migrate.errors import ConfigError
-from orchestrator_migrate.settings import Settings, load_settings
+from orchestrator_migrate.config.settings import Settings, load_settings
+from orchestrator_migrate.model.errors import ConfigError
 
 PREFIX = "MCP_TASK_ORCHESTRATOR_"
 REPO = Path(__file__).resolve().parent.parent

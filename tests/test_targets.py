@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 import pytest
 
 from orchestrator_migrate import TargetError, check
-from orchestrator_migrate.targets import ENTRY_POINT_GROUP, load_reference
+from orchestrator_migrate.config.targets import ENTRY_POINT_GROUP, load_reference
 
 PREFIX = "MCP_TASK_ORCHESTRATOR_"
 

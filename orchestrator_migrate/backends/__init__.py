@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from ..errors import ConfigError
-from ..lock import MigrationLock
+from ..model.errors import ConfigError
 from .base import Backend
+from .lock import MigrationLock
 
 
 def parse_url(url: str | URL) -> URL:
@@ -56,11 +56,11 @@ def lock_for(url: str | URL, timeout_s: float, lock_name: str) -> MigrationLock:
     parsed = parse_url(url)
     dialect = parsed.get_backend_name()
     if dialect == "postgresql":
-        from ..server_locks import PostgresAdvisoryLock
+        from .server_locks import PostgresAdvisoryLock
 
         return PostgresAdvisoryLock(parsed, lock_name, timeout_s)
     if dialect in ("mysql", "mariadb"):
-        from ..server_locks import MySQLNamedLock
+        from .server_locks import MySQLNamedLock
 
         return MySQLNamedLock(parsed, lock_name, timeout_s)
     return backend_for(parsed).lock(timeout_s, lock_name)

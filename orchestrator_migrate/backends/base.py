@@ -10,8 +10,8 @@ from typing import Any, Protocol
 from sqlalchemy import MetaData
 from sqlalchemy.engine import URL, Connection, Engine
 
-from ..lock import MigrationLock
-from ..plan import Change, Operation
+from ..model.plan import Change, Operation
+from .lock import MigrationLock
 
 
 class Backend(Protocol):

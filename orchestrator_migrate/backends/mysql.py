@@ -19,8 +19,8 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from ..lock import MigrationLock
-from ..plan import Change, ChangeKind, Operation
+from ..model.plan import Change, ChangeKind, Operation
+from .lock import MigrationLock
 from .server import ServerBackend, run_tool, schema_hash
 
 DUMP_DONE = "-- Dump completed"
@@ -73,7 +73,7 @@ class _ForeignKeysAround:
     def restore(self) -> list[Operation]:
         from alembic.operations import ops
 
-        from ..ddl import render
+        from .ddl import render
 
         sql = []
         for table, fk in self.found:
@@ -114,7 +114,7 @@ class MySQLBackend(ServerBackend):
     transactional_ddl = False
 
     def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
-        from ..server_locks import MySQLNamedLock
+        from .server_locks import MySQLNamedLock
 
         return MySQLNamedLock(self.url, lock_name, timeout_s)
 
@@ -139,7 +139,7 @@ class MySQLBackend(ServerBackend):
     def compile(
         self, conn: Connection, changes: Sequence[Change], metadata: MetaData
     ) -> list[Operation]:
-        from ..ddl import render
+        from .ddl import render
 
         q = conn.dialect.identifier_preparer.quote
         operations = []

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import Enum, MetaData
 from sqlalchemy.engine import Connection
 
-from ..lock import MigrationLock
-from ..plan import Change, ChangeKind, Operation
+from ..model.plan import Change, ChangeKind, Operation
+from .lock import MigrationLock
 from .server import ServerBackend, run_tool, schema_hash
 
 LOCK_WAIT_S = 5.0
@@ -92,7 +92,7 @@ class PostgreSQLBackend(ServerBackend):
     transactional_ddl = True
 
     def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
-        from ..server_locks import PostgresAdvisoryLock
+        from .server_locks import PostgresAdvisoryLock
 
         return PostgresAdvisoryLock(self.url, lock_name, timeout_s)
 
@@ -142,7 +142,7 @@ class PostgreSQLBackend(ServerBackend):
         return operations
 
     def _sql(self, conn: Connection, change: Change, metadata: MetaData) -> list[str]:
-        from ..ddl import render
+        from .ddl import render
 
         q = conn.dialect.identifier_preparer.quote
         table = q(change.table)

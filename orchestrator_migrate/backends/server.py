@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL, Connection, Engine
 
-from ..errors import RefusedChange
-from ..filters import ignored
-from ..plan import Change, ChangeKind, Operation
+from ..config.filters import ignored
+from ..model.errors import RefusedChange
+from ..model.plan import Change, ChangeKind, Operation
 
 
 class ServerBackend:
@@ -57,7 +57,7 @@ class ServerBackend:
         the column nullable, its NULLs filled, then NOT NULL."""
         from alembic.operations import ops
 
-        from ..ddl import render
+        from .ddl import render
 
         q = conn.dialect.identifier_preparer.quote
         table, column = q(change.table), q(str(change.column))

@@ -27,10 +27,10 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.schema import CreateTable
 
-from ..filters import ignored
-from ..lock import FileMigrationLock, MigrationLock, ProcessLocalLock
-from ..plan import Change, ChangeKind, Operation, constraint_signature
-from ..tablecopy import copy_tables
+from ..config.filters import ignored
+from ..model.plan import Change, ChangeKind, Operation, constraint_signature
+from ..model.tablecopy import copy_tables
+from .lock import FileMigrationLock, MigrationLock, ProcessLocalLock
 
 REBUILD_PREFIX = "_om_new_"
 TIME_CHECK_EVERY_VM_STEPS = 1000
@@ -179,7 +179,7 @@ class SQLiteBackend:
 
     @staticmethod
     def _direct_sql(conn: Connection, change: Change) -> list[str]:
-        from ..ddl import render
+        from .ddl import render
 
         if change.kind is ChangeKind.RENAME_TABLE:
             assert change.name is not None
@@ -223,7 +223,7 @@ class SQLiteBackend:
         self, conn: Connection, table: str, changes: list[Change], metadata: MetaData
     ) -> Operation:
         """Copy the table into one built from the models, swap, and recreate what depends on it."""
-        from ..ddl import render
+        from .ddl import render
 
         q = _quote(table)
         new_name = REBUILD_PREFIX + table
@@ -308,7 +308,7 @@ class SQLiteBackend:
     def _keep_foreign_constraints(conn: Connection, target: Table, changes: list[Change]) -> None:
         """Carry over UNIQUE and FOREIGN KEY constraints the database has and the models do
         not (a DBA's), unless this plan drops them (they were ours)."""
-        from ..planner import dropped_constraint_signature
+        from ..planning.planner import dropped_constraint_signature
 
         dropping = {
             dropped_constraint_signature(c)

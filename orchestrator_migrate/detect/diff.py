@@ -11,11 +11,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
-from .filters import ignored
-from .plan import Change, ChangeKind
+from ..config.filters import ignored
+from ..model.plan import Change, ChangeKind
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
+    from ..backends.base import Backend
 
 
 def diff(

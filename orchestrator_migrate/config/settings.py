@@ -17,7 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from .errors import ConfigError
+from ..model.errors import ConfigError
 
 ENV_PREFIX = "MCP_TASK_ORCHESTRATOR_"
 PYPROJECT_TABLE = ("tool", "orchestrator_migrate")

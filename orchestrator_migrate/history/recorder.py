@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import (
@@ -21,47 +21,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from ..model.entries import HistoryEntry, State
+
 HISTORY_TABLE = "orchestrator_migrate_history"
 # Outcomes of runs whose models define the schema in force (not failed, not rolled back).
 IN_FORCE = ("applied", "adopted")
 STATE_TABLE = "orchestrator_migrate_state"
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One recorded run."""
-
-    started_at: str
-    finished_at: str
-    outcome: str
-    operations: list[dict[str, Any]]
-    sql: list[str]
-    models_fingerprint: str
-    fingerprint_before: str
-    fingerprint_after: str | None
-    backup_id: str | None
-    duration_ms: int
-    host: str
-    pid: int
-    version: str
-    error: str | None = None
-    estimate_ms: int | None = None
-    objects: dict[str, list[str]] = field(default_factory=dict)
-    schema_before: dict[str, Any] = field(default_factory=dict)
-    id: int | None = field(default=None)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class State:
-    """The last verified match of models and schema, and what the schema keeps beyond them."""
-
-    models_fingerprint: str
-    schema_fingerprint: str
-    retained: list[str]
 
 
 def _tables() -> tuple[Table, Table]:

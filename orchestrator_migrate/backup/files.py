@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from .backends.base import Backend
+from ..backends.base import Backend
+from ..model.backup_info import BackupInfo
 
 PREFIX = "backup_"
-
-
-@dataclass(frozen=True)
-class BackupInfo:
-    """One backup file."""
-
-    id: str
-    path: Path
-    size_bytes: int
-    created_at: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description."""
-        return {
-            "id": self.id,
-            "path": str(self.path),
-            "size_bytes": self.size_bytes,
-            "created_at": self.created_at,
-        }
 
 
 def backup_id(now: datetime) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backup import BackupInfo
+from ..model.backup_info import BackupInfo
 from .errors import ExitCode, MigrateError, Refusal
 from .outcome import Outcome
 from .plan import Plan

@@ -8,17 +8,18 @@ from loguru import logger
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 
-from . import backup as backups
-from . import record
+from ..backup import files as backups
+from ..config.filters import ignored
+from ..history import record
+from ..model.backup_info import BackupInfo
+from ..model.errors import MigrateError, MigrationFailed, MigrationFailedNotRestored, RefusedChange
+from ..model.plan import ChangeKind, Plan
 from .context import Run
-from .errors import MigrateError, MigrationFailed, MigrationFailedNotRestored, RefusedChange
-from .filters import ignored
-from .plan import ChangeKind, Plan
 
 
 def refuse_if_needed(conn: Connection, plan: Plan) -> None:
     """Refuse, before any change, a plan whose data-dependent changes the data does not fit."""
-    from .checks import refusals
+    from ..planning.checks import refusals
 
     problems = refusals(conn, plan)
     if problems:
@@ -30,7 +31,7 @@ def refuse_if_needed(conn: Connection, plan: Plan) -> None:
 
 def refuse_if_too_slow(conn: Connection, plan: Plan, limit_ms: int) -> int:
     """Refuse, before any backup, a plan estimated over the limit; returns the estimate."""
-    from .estimate import estimate_ms
+    from ..planning.estimate import estimate_ms
 
     estimate = estimate_ms(conn, plan)
     if limit_ms and estimate > limit_ms:
@@ -47,7 +48,7 @@ def has_tables(conn: Connection, ignore: list[str]) -> bool:
     return any(not ignored(name, ignore) for name in inspect(conn).get_table_names())
 
 
-def backup(run: Run, conn: Connection) -> backups.BackupInfo:
+def backup(run: Run, conn: Connection) -> BackupInfo:
     """Take the backup, prune old ones, warn about space; refuse when it cannot be written."""
     directory = run.settings.backup_path()
     try:
@@ -96,7 +97,7 @@ def failed(
     plan: Plan,
     models_fp: str,
     fp_before: str,
-    backup_info: backups.BackupInfo | None,
+    backup_info: BackupInfo | None,
     started_at: datetime,
     started: float,
     estimate: int | None,
@@ -142,7 +143,7 @@ def failed(
 def recover_interrupted(run: Run, engine: Engine) -> None:
     """A run that died part-way (its marker is still there while we hold the lock) is undone
     from its backup before anything else, so the schema is never left in between."""
-    from .restore import find_backup, keep_history
+    from ..undo.restore import find_backup, keep_history
 
     with engine.connect() as conn, conn.begin():
         stale = run.recorder.in_progress(conn)
@@ -178,7 +179,7 @@ def recover_interrupted(run: Run, engine: Engine) -> None:
 
 
 def _restore_if_half_applied(
-    run: Run, conn: Connection, fp_before: str, backup_info: backups.BackupInfo | None
+    run: Run, conn: Connection, fp_before: str, backup_info: BackupInfo | None
 ) -> None:
     """Where DDL commits statement by statement, put the backup back after a failure."""
     if run.backend.transactional_ddl or backup_info is None:

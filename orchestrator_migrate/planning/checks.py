@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from .errors import Refusal
-from .plan import Change, ChangeKind, Plan
+from ..model.errors import Refusal
+from ..model.plan import Change, ChangeKind, Plan
 
 SAMPLE_KEYS = 5
 

@@ -12,13 +12,13 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from .backends import Backend, backend_for
-from .history import Recorder
-from .plan import Plan
-from .planner import build_plan
-from .settings import Settings
-from .targets import merge, resolve
-from .version import __version__
+from ..backends import Backend, backend_for
+from ..config.settings import Settings
+from ..config.targets import merge, resolve
+from ..history.recorder import Recorder
+from ..model.plan import Plan
+from ..planning.planner import build_plan
+from ..version import __version__
 
 Clock = Callable[[], datetime]
 

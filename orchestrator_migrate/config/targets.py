@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import MetaData
 
-from .errors import TargetError
-from .tablecopy import copy_table
+from ..model.errors import TargetError
+from ..model.tablecopy import copy_table
 
 ENTRY_POINT_GROUP = "orchestrator_migrate.models"
 

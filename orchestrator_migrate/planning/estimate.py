@@ -6,7 +6,7 @@ import time
 
 from sqlalchemy.engine import Connection
 
-from .plan import Plan
+from ..model.plan import Plan
 
 SAMPLE_ROWS = 5000
 CALIBRATE_ABOVE_ROWS = 20_000

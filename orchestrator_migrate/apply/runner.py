@@ -11,13 +11,14 @@ from loguru import logger
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import record, steps
-from .backup import BackupInfo
+from ..history import record
+from ..model.backup_info import BackupInfo
+from ..model.entries import State
+from ..model.errors import MigrateError, MigrationFailed, Refusal, RefusedChange
+from ..model.plan import ChangeKind, Plan
+from ..model.result import MigrationResult, Outcome
+from . import steps
 from .context import Run, elapsed_ms, models_fingerprint
-from .errors import MigrateError, MigrationFailed, Refusal, RefusedChange
-from .history import State
-from .plan import ChangeKind, Plan
-from .result import MigrationResult, Outcome
 
 
 def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
@@ -201,7 +202,7 @@ def _apply_locked(run: Run, engine: Engine, models_fp: str, started: float) -> M
 
 def _would_refuse(conn: Connection, plan: Plan) -> tuple[Refusal, ...]:
     """What the pre-checks would refuse now, so that a plan shows what a run would meet."""
-    from .checks import refusals
+    from ..planning.checks import refusals
 
     found = tuple(refusals(conn, plan))
     for refusal in found:

@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import Column, MetaData, inspect, literal
 from sqlalchemy.engine import Connection
 
-from .backends.base import Backend
-from .errors import RefusedChange
-from .history import Recorder
-from .plan import Change, ChangeKind, Plan, constraint_signature
-from .settings import Settings
+from ..backends.base import Backend
+from ..config.settings import Settings
+from ..history.recorder import Recorder
+from ..model.errors import RefusedChange
+from ..model.plan import Change, ChangeKind, Plan, constraint_signature
 
 
 def build_plan(
@@ -23,7 +23,7 @@ def build_plan(
     recorder: Recorder,
 ) -> Plan:
     """The plan that brings the database on conn to the models, computed before any write."""
-    from .detect import diff  # Alembic loads only when the fast path did not suffice
+    from ..detect.diff import diff  # Alembic loads only when the fast path did not suffice
 
     changes = _renames(diff(conn, metadata, backend, settings.ignore_tables), metadata)
     if not changes:
@@ -78,7 +78,7 @@ def _with_retired_columns(candidates: list[Change], kept: list[Change]) -> list[
 
 def dropped_columns(change: Change) -> list[str]:
     """The columns of the index or constraint a DROP_INDEX, DROP_UNIQUE or DROP_FK removes."""
-    from .detect import dropped_constraint_columns, dropped_index_columns
+    from ..detect.diff import dropped_constraint_columns, dropped_index_columns
 
     if change.kind is ChangeKind.DROP_INDEX:
         return dropped_index_columns(change.op)

@@ -9,16 +9,17 @@ from loguru import logger
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
-from . import backup as backups
-from .context import Run, elapsed_ms
-from .errors import ConfigError, MigrationFailed, MigrationFailedNotRestored, RefusedChange
-from .history import HistoryEntry
-from .plan import Plan
-from .record import entry as new_entry
-from .result import MigrationResult, Outcome
+from ..apply.context import Run, elapsed_ms
+from ..backup import files as backups
+from ..history.record import entry as new_entry
+from ..model.backup_info import BackupInfo
+from ..model.entries import HistoryEntry
+from ..model.errors import ConfigError, MigrationFailed, MigrationFailedNotRestored, RefusedChange
+from ..model.plan import Plan
+from ..model.result import MigrationResult, Outcome
 
 
-def find_backup(run: Run, backup_id: str) -> backups.BackupInfo:
+def find_backup(run: Run, backup_id: str) -> BackupInfo:
     """The backup with this id; ConfigError listing where it was looked for."""
     directory = run.settings.backup_path()
     for info in backups.listing(directory):
@@ -30,7 +31,7 @@ def find_backup(run: Run, backup_id: str) -> backups.BackupInfo:
     )
 
 
-def restore(run: Run, info: backups.BackupInfo, reason: str) -> MigrationResult:
+def restore(run: Run, info: BackupInfo, reason: str) -> MigrationResult:
     """Replace the database with a verified backup; the history survives and records it."""
     started = time.monotonic()
     backend = run.backend

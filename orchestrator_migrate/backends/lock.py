@@ -14,7 +14,7 @@ from types import TracebackType
 
 from loguru import logger
 
-from .errors import LockTimeout
+from ..model.errors import LockTimeout
 
 WAIT_LOG_EVERY_S = 5.0
 

@@ -10,11 +10,11 @@ from datetime import datetime
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
-from .backup import BackupInfo
-from .context import Run, elapsed_ms
-from .history import HistoryEntry
-from .plan import Plan, constraint_signature
-from .version import __version__
+from ..apply.context import Run, elapsed_ms
+from ..model.backup_info import BackupInfo
+from ..model.entries import HistoryEntry
+from ..model.plan import Plan, constraint_signature
+from ..version import __version__
 
 
 def entry(

@@ -1,0 +1,1 @@
+"""Apply: the runner and the stages of one attempt under the lock."""

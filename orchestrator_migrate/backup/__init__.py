@@ -1,0 +1,1 @@
+"""Backups: verified copies of the database, retention."""

@@ -1,0 +1,1 @@
+"""What a run is configured with: settings and the target models."""

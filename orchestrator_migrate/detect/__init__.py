@@ -1,0 +1,1 @@
+"""Detect: what differs between the database and the models."""

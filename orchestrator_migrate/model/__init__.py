@@ -1,0 +1,1 @@
+"""Pure data that flows through the pipeline: changes, plans, outcomes, results, errors."""

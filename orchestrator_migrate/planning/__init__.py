@@ -1,0 +1,1 @@
+"""Plan: what to apply and keep, the pre-checks, the estimate."""

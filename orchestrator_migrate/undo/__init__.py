@@ -1,0 +1,1 @@
+"""Undo: restore a backup, roll back by backup or by inverse SQL."""
