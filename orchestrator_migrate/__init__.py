@@ -20,6 +20,7 @@ from .compat import (
 )
 from .config.settings import Settings, load_settings
 from .model.backup_info import BackupInfo
+from .model.changes import Change, ChangeKind
 from .model.entries import HistoryEntry
 from .model.errors import (
     ConfigError,
@@ -31,7 +32,7 @@ from .model.errors import (
     RefusedChange,
     TargetError,
 )
-from .model.plan import Change, ChangeKind, Operation, Plan
+from .model.plan import Operation, Plan
 from .model.result import MigrationResult, Outcome
 from .version import __version__
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy import MetaData
 
-from .apply.context import prepare_run
 from .apply.runner import execute
 from .config.settings import Settings, load_settings
+from .context import prepare_run
 from .model.backup_info import BackupInfo
 from .model.entries import HistoryEntry
 from .model.plan import Plan
@@ -100,7 +100,7 @@ def rollback(
 ) -> MigrationResult:
     """Undo the newest applied run (or every run after history id `to`): by inverse SQL, or
     from the backup taken before it with use_backup=True."""
-    from .undo.restore import rollback_by_sql, rollback_last, rollback_to
+    from .undo.rollback import rollback_by_sql, rollback_last, rollback_to
 
     run = prepare_run(_settings(settings, overrides), MetaData())
     if not use_backup:

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import MetaData
 from sqlalchemy.engine import URL, Connection, Engine
 
-from ..model.plan import Change, Operation
+from ..model.changes import Change
+from ..model.plan import Operation
 from .lock import MigrationLock
+
+
+class Undo(StrEnum):
+    """How a plan that fails part-way is undone on a backend."""
+
+    TRANSACTION = "transaction"  # DDL is transactional: the plan rolls back with its transaction
+    BACKUP = "backup"  # DDL commits as it goes: the backup taken before the plan is restored
 
 
 class Backend(Protocol):
@@ -20,8 +29,7 @@ class Backend(Protocol):
     name: str
     url: URL
     backup_suffix: str
-    # Whether a failed plan rolls back with the transaction (else a backup restores it).
-    transactional_ddl: bool
+    undo: Undo
 
     def create_engine(self, read_only: bool = False) -> Engine:
         """An engine whose transactions cover DDL; read_only never writes, not even a file."""
@@ -63,6 +71,9 @@ class Backend(Protocol):
         renamed_columns: dict[str, dict[str, str]],
     ) -> list[str]:
         """SQL that drops the created tables and rebuilds the others as the snapshot shows."""
+
+    def reset_sequence(self, conn: Connection, table: str, column: str) -> None:
+        """After rows were inserted with explicit ids, make the next generated id follow them."""
 
     def restore_from(self, path: Path) -> None:
         """Replace the whole database with the copy at path (the caller holds the lock)."""

@@ -19,7 +19,9 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from ..model.plan import Change, ChangeKind, Operation
+from ..model.changes import Change, ChangeKind
+from ..model.plan import Operation
+from .base import Undo
 from .lock import MigrationLock
 from .server import ServerBackend, run_tool, schema_hash
 
@@ -111,7 +113,7 @@ class MySQLBackend(ServerBackend):
 
     name = "mysql"
     backup_suffix = ".sql"
-    transactional_ddl = False
+    undo = Undo.BACKUP
 
     def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
         from .server_locks import MySQLNamedLock

@@ -13,7 +13,9 @@ from typing import Any
 from sqlalchemy import Enum, MetaData
 from sqlalchemy.engine import Connection
 
-from ..model.plan import Change, ChangeKind, Operation
+from ..model.changes import Change, ChangeKind
+from ..model.plan import Operation
+from .base import Undo
 from .lock import MigrationLock
 from .server import ServerBackend, run_tool, schema_hash
 
@@ -89,7 +91,7 @@ class PostgreSQLBackend(ServerBackend):
 
     name = "postgresql"
     backup_suffix = ".dump"  # pg_dump's custom format, for pg_restore
-    transactional_ddl = True
+    undo = Undo.TRANSACTION
 
     def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
         from .server_locks import PostgresAdvisoryLock
@@ -160,6 +162,14 @@ class PostgreSQLBackend(ServerBackend):
             new = change.op.modify_type.compile(dialect=conn.dialect)
             return [f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {new} USING {column}::{new}"]
         return render(conn.dialect, change.op)
+
+    def reset_sequence(self, conn: Connection, table: str, column: str) -> None:
+        # An explicit id leaves the serial behind; the next row must not reuse an id.
+        q = conn.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
+            f" (SELECT max({q(column)}) FROM {q(table)}))"
+        )
 
     def _pg_args(self) -> tuple[list[str], dict[str, str]]:
         url = self.url

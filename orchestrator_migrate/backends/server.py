@@ -11,8 +11,9 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL, Connection, Engine
 
 from ..config.filters import ignored
+from ..model.changes import Change, ChangeKind
 from ..model.errors import RefusedChange
-from ..model.plan import Change, ChangeKind, Operation
+from ..model.plan import Operation
 
 
 class ServerBackend:
@@ -35,6 +36,9 @@ class ServerBackend:
 
     def same_kind(self, dropped_type: Any, added_type: Any) -> bool:
         return not self.types_differ(dropped_type, added_type)
+
+    def reset_sequence(self, conn: Connection, table: str, column: str) -> None:
+        """An auto-increment counter follows explicit ids by itself."""
 
     def snapshot(self, conn: Connection, tables: Sequence[str]) -> dict[str, Any]:
         return {}

@@ -28,8 +28,10 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.schema import CreateTable
 
 from ..config.filters import ignored
-from ..model.plan import Change, ChangeKind, Operation, constraint_signature
+from ..model.changes import Change, ChangeKind, constraint_signature
+from ..model.plan import Operation
 from ..model.tablecopy import copy_tables
+from .base import Undo
 from .lock import FileMigrationLock, MigrationLock, ProcessLocalLock
 
 REBUILD_PREFIX = "_om_new_"
@@ -78,7 +80,7 @@ class SQLiteBackend:
 
     name = "sqlite"
     backup_suffix = ".db"
-    transactional_ddl = True
+    undo = Undo.TRANSACTION
 
     def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
         self.url = url
@@ -430,6 +432,9 @@ class SQLiteBackend:
                 table, create, copy, snap["indexes"], snap["triggers"], views, snap["sequence"]
             )
         return sql
+
+    def reset_sequence(self, conn: Connection, table: str, column: str) -> None:
+        """SQLite's rowid follows explicit ids by itself."""
 
     def restore_from(self, path: Path) -> None:
         if self.path is None:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from ..backends.base import Backend
 from ..model.backup_info import BackupInfo
+from ..model.errors import ConfigError
 
 PREFIX = "backup_"
 
@@ -65,6 +66,17 @@ def listing(directory: Path) -> list[BackupInfo]:
         return []
     found = [_info(p) for p in directory.iterdir() if p.name.startswith(PREFIX) and p.is_file()]
     return sorted(found, key=lambda b: (b.created_at, b.id))
+
+
+def find(directory: Path, backup_id: str) -> BackupInfo:
+    """The backup with this id (or file name); ConfigError saying where it was looked for."""
+    for info in listing(directory):
+        if backup_id in (info.id, info.path.name):
+            return info
+    raise ConfigError(
+        f"backup {backup_id!r} not found in {directory}; `orchestrator-migrate backups list`"
+        " shows the backups there"
+    )
 
 
 def prune(directory: Path, retention_days: int, now: float | None = None) -> list[BackupInfo]:

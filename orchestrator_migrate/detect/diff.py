@@ -12,7 +12,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
 from ..config.filters import ignored
-from ..model.plan import Change, ChangeKind
+from ..model.changes import Change, ChangeKind
 
 if TYPE_CHECKING:
     from ..backends.base import Backend

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import (
     Column,
-    Integer,
     MetaData,
-    String,
     Table,
-    Text,
     insert,
     inspect,
     select,
@@ -21,56 +20,95 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from ..model.attempt import Attempt
 from ..model.entries import HistoryEntry, State
+from ..model.outcome import IN_FORCE, Outcome
+from ..model.plan import Plan
+from .rows import Clock, owned_objects, row, utc_now
+from .tables import HISTORY_TABLE, tables
 
-HISTORY_TABLE = "orchestrator_migrate_history"
-# Outcomes of runs whose models define the schema in force (not failed, not rolled back).
-IN_FORCE = ("applied", "adopted")
-STATE_TABLE = "orchestrator_migrate_state"
+# After rows are put back with their own ids, make the next id follow them (a dialect's way).
+ResetSequence = Callable[[Connection, str, str], None]
 
 
-def _tables() -> tuple[Table, Table]:
-    metadata = MetaData()
-    history = Table(
-        HISTORY_TABLE,
-        metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("started_at", String(40), nullable=False),
-        Column("finished_at", String(40), nullable=False),
-        Column("outcome", String(32), nullable=False),
-        Column("operations", Text, nullable=False),
-        Column("sql", Text, nullable=False),
-        Column("models_fingerprint", String(64), nullable=False),
-        Column("fingerprint_before", String(64), nullable=False),
-        Column("fingerprint_after", String(64)),
-        Column("backup_id", String(255)),
-        Column("duration_ms", Integer, nullable=False),
-        Column("estimate_ms", Integer),
-        Column("host", String(255), nullable=False),
-        Column("pid", Integer, nullable=False),
-        Column("version", String(40), nullable=False),
-        Column("error", Text),
-        Column("objects", Text, nullable=False),
-        Column("schema_before", Text, nullable=False),
-    )
-    state = Table(
-        STATE_TABLE,
-        metadata,
-        Column("id", Integer, primary_key=True, autoincrement=False),
-        Column("models_fingerprint", String(64), nullable=False),
-        Column("schema_fingerprint", String(64), nullable=False),
-        Column("objects", Text, nullable=False),
-        Column("retained", Text, nullable=False),
-    )
-    return history, state
+def _no_reset(conn: Connection, table: str, column: str) -> None:
+    """Where an auto-increment follows explicit ids by itself."""
 
 
 class Recorder:
-    """Reads and writes the history and state tables on a connection it is given."""
+    """The sole reader and writer of the history and state tables, on a connection it is
+    given; it knows the run's models (what they own) and clock."""
 
-    def __init__(self) -> None:
-        self.history, self.state = _tables()
+    def __init__(
+        self,
+        metadata: MetaData | None = None,
+        clock: Clock = utc_now,
+        reset_sequence: ResetSequence = _no_reset,
+    ) -> None:
+        self.history, self.state = tables()
+        self.metadata = metadata if metadata is not None else MetaData()
+        self.clock = clock
+        self._reset_sequence = reset_sequence
         self._compatible: dict[str, bool] = {}
+
+    def row(
+        self, attempt: Attempt, outcome: Outcome, fp_after: str | None = None, error: str = ""
+    ) -> HistoryEntry:
+        """The history row of an attempt as it ends now."""
+        return row(attempt, outcome, self.clock(), owned_objects(self.metadata), fp_after, error)
+
+    def record_attempt(
+        self, conn: Connection, attempt: Attempt, outcome: Outcome, fp_after: str | None = None
+    ) -> int:
+        """Record how an attempt ended (applied, or under way); returns the history id."""
+        self.ensure(conn)
+        return self.record(conn, self.row(attempt, outcome, fp_after))
+
+    def record_failure(
+        self, conn: Connection, attempt: Attempt, restored: bool, error: str
+    ) -> None:
+        """Record a failed attempt, and whether the database was shown to be as before."""
+        self.ensure(conn)
+        self.clear_in_progress(conn)
+        outcome = Outcome.FAILED_RESTORED if restored else Outcome.FAILED
+        self.record(conn, self.row(attempt, outcome, error=error))
+
+    def record_applied(self, conn: Connection, attempt: Attempt, fp_after: str) -> int:
+        """Record a verified run and the state it leaves; returns the history id."""
+        self.ensure(conn)
+        self.clear_in_progress(conn)
+        history_id = self.record(conn, self.row(attempt, Outcome.APPLIED, fp_after))
+        self.save_state(conn, attempt.models_fingerprint, fp_after, attempt.plan)
+        return history_id
+
+    def record_undo(
+        self,
+        conn: Connection,
+        attempt: Attempt,
+        outcome: Outcome,
+        fp_after: str,
+        note: dict[str, str],
+        sql: list[str] | None = None,
+    ) -> int:
+        """Record a restore or a rollback, what it did and the SQL it ran; the verified state
+        is forgotten, so that the next start compares in full."""
+        self.ensure(conn)
+        done = self.row(attempt, outcome, fp_after)
+        done = dataclasses.replace(done, operations=[note], sql=list(sql or []))
+        history_id = self.record(conn, done)
+        self.forget_state(conn)
+        return history_id
+
+    def record_matching(self, conn: Connection, models_fp: str, schema_fp: str, plan: Plan) -> None:
+        """These models match this schema: remember it, and adopt models found already in
+        force (a database made by hand or by an older tool), so that a later, newer run makes
+        them recognisable as superseded."""
+        self.save_state(conn, models_fp, schema_fp, plan)
+        if self.seen(conn, models_fp):
+            return
+        attempt = Attempt(models_fp, 0.0, self.clock(), schema_fp)
+        adopted = dataclasses.replace(self.row(attempt, Outcome.ADOPTED, schema_fp), duration_ms=0)
+        self.record(conn, adopted)
 
     def ensure(self, conn: Connection) -> None:
         """Create the tables when missing; bring tables written by an older version up to date."""
@@ -116,12 +154,8 @@ class Recorder:
         values["objects"] = json.dumps(entry.objects)
         values["schema_before"] = json.dumps(entry.schema_before)
         result = conn.execute(insert(self.history).values(**values))
-        if keep_id and conn.dialect.name == "postgresql":
-            # An explicit id leaves the serial behind; the next row must not reuse an id.
-            conn.exec_driver_sql(
-                f"SELECT setval(pg_get_serial_sequence('{HISTORY_TABLE}', 'id'),"
-                f" (SELECT max(id) FROM {HISTORY_TABLE}))"
-            )
+        if keep_id:
+            self._reset_sequence(conn, HISTORY_TABLE, "id")
         key = result.inserted_primary_key
         return int(key[0]) if key else 0
 
@@ -133,8 +167,8 @@ class Recorder:
         if limit is not None:
             query = query.limit(limit)
         found = []
-        for row in conn.execute(query).mappings():
-            values = dict(row)
+        for found_row in conn.execute(query).mappings():
+            values = dict(found_row)
             values["operations"] = json.loads(values["operations"])
             values["sql"] = json.loads(values["sql"])
             values["objects"] = json.loads(values["objects"])
@@ -163,7 +197,8 @@ class Recorder:
         if not self.exists(conn):
             return []
         h = self.history.c
-        query = select(h.id, h.models_fingerprint).where(h.outcome.in_(IN_FORCE)).order_by(h.id)
+        in_force = h.outcome.in_([o.value for o in IN_FORCE])
+        query = select(h.id, h.models_fingerprint).where(in_force).order_by(h.id)
         return list(conn.execute(query))
 
     def last_modelled(self, conn: Connection) -> set[str] | None:
@@ -172,7 +207,8 @@ class Recorder:
         if not self.exists(conn):
             return None
         h = self.history.c
-        query = select(h.objects).where(h.outcome.in_(IN_FORCE)).order_by(h.id.desc()).limit(1)
+        in_force = h.outcome.in_([o.value for o in IN_FORCE])
+        query = select(h.objects).where(in_force).order_by(h.id.desc()).limit(1)
         raw = conn.execute(query).scalar()
         columns = json.loads(raw).get("columns") if raw else None
         return set(columns) if columns is not None else None  # older rows did not say
@@ -208,40 +244,71 @@ class Recorder:
         return found
 
     def in_progress(self, conn: Connection) -> HistoryEntry | None:
-        """The newest run recorded as under way (on a database without transactional DDL)."""
-        return next((e for e in self.entries(conn) if e.outcome == "in_progress"), None)
+        """The newest run recorded as under way (where DDL commits statement by statement)."""
+        return next((e for e in self.entries(conn) if e.outcome == Outcome.IN_PROGRESS), None)
 
     def clear_in_progress(self, conn: Connection) -> None:
         """Remove the under-way marker once the run has ended one way or another."""
         if self.exists(conn):
-            conn.execute(self.history.delete().where(self.history.c.outcome == "in_progress"))
+            h = self.history
+            conn.execute(h.delete().where(h.c.outcome == Outcome.IN_PROGRESS.value))
+
+    def mark_interrupted(self, conn: Connection, entry: HistoryEntry, restored: bool) -> None:
+        """A run that died part-way: say so, and whether its backup was put back."""
+        h = self.history
+        conn.execute(
+            update(h)
+            .where(h.c.id == entry.id)
+            .values(
+                outcome=(Outcome.INTERRUPTED_RESTORED if restored else Outcome.INTERRUPTED).value,
+                error="the process died part-way"
+                + ("; its backup was restored" if restored else "; nothing to restore"),
+            )
+        )
+        self.forget_state(conn)
+
+    def mark_rolled_back(self, conn: Connection, ids: list[int]) -> None:
+        """These applied runs were undone."""
+        h = self.history
+        conn.execute(update(h).where(h.c.id.in_(ids)).values(outcome=Outcome.ROLLED_BACK.value))
+
+    def reinstate(self, conn: Connection, entries: list[HistoryEntry], backup_id: str) -> None:
+        """After a backup was put back: the history rows it predates return, and the runs it
+        undid are marked rolled back."""
+        self.ensure(conn)
+        present = {e.id for e in self.entries(conn)}
+        for entry in sorted(entries, key=lambda e: e.id or 0):
+            if entry.id not in present:
+                self.record(conn, entry, keep_id=True)
+        undone = min((e.id or 0 for e in entries if e.backup_id == backup_id), default=None)
+        if undone is not None:
+            h = self.history
+            conn.execute(
+                update(h)
+                .where(h.c.id >= undone, h.c.outcome.in_([o.value for o in IN_FORCE]))
+                .values(outcome=Outcome.ROLLED_BACK.value)
+            )
 
     def forget_state(self, conn: Connection) -> None:
         """Drop the verified state: the next start compares in full."""
         if self._usable(conn, self.state):
             conn.execute(self.state.delete())
 
-    def save_state(
-        self,
-        conn: Connection,
-        models_fingerprint: str,
-        schema_fingerprint: str,
-        objects: dict[str, list[str]],
-        retained: list[str],
-    ) -> None:
+    def save_state(self, conn: Connection, models_fp: str, schema_fp: str, plan: Plan) -> None:
         """Remember that these models and this schema match, and that the objects are ours."""
         self.ensure(conn)
+        objects = owned_objects(self.metadata)
         merged = {kind: set(names) for kind, names in objects.items()}
         for kind, names in self.owned(conn).items():
             merged.setdefault(kind, set()).update(names)
         values = {
-            "models_fingerprint": models_fingerprint,
-            "schema_fingerprint": schema_fingerprint,
+            "models_fingerprint": models_fp,
+            "schema_fingerprint": schema_fp,
             "objects": json.dumps({kind: sorted(names) for kind, names in merged.items()}),
-            "retained": json.dumps(retained),
+            "retained": json.dumps(plan.retained_descriptions),
         }
-        row = self.state.c.id == 1
-        if conn.execute(update(self.state).where(row).values(**values)).rowcount:
+        the_row = self.state.c.id == 1
+        if conn.execute(update(self.state).where(the_row).values(**values)).rowcount:
             return
         # A process that needs no lock (its schema already matches) may insert the row at the
         # same moment: the state is a cache, so whoever loses updates instead.
@@ -249,4 +316,4 @@ class Recorder:
             with conn.begin_nested():
                 conn.execute(insert(self.state).values(id=1, **values))
         except IntegrityError:
-            conn.execute(update(self.state).where(row).values(**values))
+            conn.execute(update(self.state).where(the_row).values(**values))

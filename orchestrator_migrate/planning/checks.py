@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
+from ..model.changes import KINDS, Change, ChangeKind, Precheck
 from ..model.errors import Refusal
-from ..model.plan import Change, ChangeKind, Plan
+from ..model.plan import Plan
 
 SAMPLE_KEYS = 5
 
@@ -41,8 +42,8 @@ def refusals(conn: Connection, plan: Plan) -> list[Refusal]:
     reader = _Reader(conn, _sources(conn, plan))
     problems: list[Refusal] = []
     for change in plan.changes:
-        check = _CHECKS.get(change.kind)
-        problem = check(reader, change) if check is not None else None
+        precheck = KINDS[change.kind].precheck
+        problem = _CHECKS[precheck](reader, change) if precheck is not None else None
         if problem is not None:
             problems.append(problem)
     return problems
@@ -158,11 +159,8 @@ def _duplicates(reader: _Reader, table: str, columns: Sequence[str]) -> Refusal 
 
 
 def _unique(reader: _Reader, change: Change) -> Refusal | None:
-    return _duplicates(reader, change.table, list(change.op.columns))
-
-
-def _unique_index(reader: _Reader, change: Change) -> Refusal | None:
-    if not change.op.unique:
+    """A UNIQUE constraint, or a unique index, over rows that share a value."""
+    if change.kind is ChangeKind.ADD_INDEX and not change.op.unique:
         return None
     columns = [getattr(c, "name", None) or str(c) for c in change.op.columns]
     return _duplicates(reader, change.table, columns)
@@ -195,10 +193,9 @@ def _orphans(reader: _Reader, change: Change) -> Refusal | None:
     )
 
 
-_CHECKS: dict[ChangeKind, Callable[[_Reader, Change], Refusal | None]] = {
-    ChangeKind.ADD_COLUMN: _not_null_column_without_default,
-    ChangeKind.SET_NOT_NULL: _nulls,
-    ChangeKind.ADD_UNIQUE: _unique,
-    ChangeKind.ADD_INDEX: _unique_index,
-    ChangeKind.ADD_FK: _orphans,
+_CHECKS: dict[Precheck, Callable[[_Reader, Change], Refusal | None]] = {
+    Precheck.NEW_NOT_NULL: _not_null_column_without_default,
+    Precheck.NULLS: _nulls,
+    Precheck.DUPLICATES: _unique,
+    Precheck.ORPHANS: _orphans,
 }

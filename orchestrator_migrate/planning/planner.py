@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Column, MetaData, inspect, literal
@@ -11,8 +12,9 @@ from sqlalchemy.engine import Connection
 from ..backends.base import Backend
 from ..config.settings import Settings
 from ..history.recorder import Recorder
+from ..model.changes import KINDS, Change, ChangeKind, constraint_signature
 from ..model.errors import RefusedChange
-from ..model.plan import Change, ChangeKind, Plan, constraint_signature
+from ..model.plan import Plan
 
 
 def build_plan(
@@ -50,18 +52,22 @@ def build_plan(
 
 
 def _keep(change: Change, allow_destructive: bool, owned: dict[str, set[str]]) -> bool:
-    """Whether a change that removes something must leave it in place."""
-    if change.kind is ChangeKind.DROP_TABLE:
-        return not (allow_destructive and change.table in owned.get("tables", set()))
-    if change.kind is ChangeKind.DROP_COLUMN:
-        key = f"{change.table}.{change.column}"
-        return not (allow_destructive and key in owned.get("columns", set()))
-    if change.kind is ChangeKind.DROP_INDEX:
-        # An index no target ever defined was added by hand (a DBA's): never ours to drop.
-        return change.name not in owned.get("indexes", set())
-    if change.kind in (ChangeKind.DROP_UNIQUE, ChangeKind.DROP_FK):
-        return dropped_constraint_signature(change) not in owned.get("constraints", set())
-    return False
+    """Whether a change that removes something must leave it in place: data stays unless
+    ALLOW_DESTRUCTIVE and ours; an index or constraint that no target ever defined was added
+    by hand (a DBA's) and is never ours to drop."""
+    kind = KINDS[change.kind]
+    if kind.owner is None:
+        return False
+    ours = _OWNED_AS[kind.owner](change) in owned.get(kind.owner, set())
+    return not (allow_destructive and ours) if kind.removes else not ours
+
+
+_OWNED_AS: dict[str, Callable[[Change], str | None]] = {
+    "tables": lambda c: c.table,
+    "columns": lambda c: f"{c.table}.{c.column}",
+    "indexes": lambda c: c.name,
+    "constraints": lambda c: dropped_constraint_signature(c),
+}
 
 
 def _with_retired_columns(candidates: list[Change], kept: list[Change]) -> list[Change]:

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from ..backends import Backend, backend_for
-from ..config.settings import Settings
-from ..config.targets import merge, resolve
-from ..history.recorder import Recorder
-from ..model.plan import Plan
-from ..planning.planner import build_plan
-from ..version import __version__
-
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+from .backends import Backend, backend_for
+from .config.settings import Settings
+from .config.targets import merge, resolve
+from .history.recorder import Recorder
+from .history.rows import Clock, utc_now
+from .model.plan import Plan
+from .planning.planner import build_plan
+from .version import __version__
 
 
 @dataclass(frozen=True)
@@ -46,12 +38,14 @@ class Run:
 
 
 def prepare_run(
-    settings: Settings, metadata: MetaData | None = None, clock: Clock = _utc_now
+    settings: Settings, metadata: MetaData | None = None, clock: Clock = utc_now
 ) -> Run:
     """Resolve the targets and the backend for settings."""
     targets = resolve(settings.models, [metadata] if metadata is not None else [])
     backend = backend_for(settings.database_url(), busy_timeout_s=settings.lock_timeout / 1000)
-    return Run(settings, backend, merge(targets), Recorder(), clock)
+    metadata = merge(targets)
+    recorder = Recorder(metadata, clock, backend.reset_sequence)
+    return Run(settings, backend, metadata, recorder, clock)
 
 
 def models_fingerprint(run: Run, engine: Engine) -> str:
@@ -62,8 +56,3 @@ def models_fingerprint(run: Run, engine: Engine) -> str:
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             digest.update(str(CreateIndex(index).compile(dialect=engine.dialect)).encode())
     return digest.hexdigest()
-
-
-def elapsed_ms(since: float) -> int:
-    """Milliseconds since a time.monotonic() reading."""
-    return int((time.monotonic() - since) * 1000)

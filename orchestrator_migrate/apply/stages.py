@@ -1,0 +1,93 @@
+"""The stages of an attempt under the lock: refuse, back up, execute."""
+
+from __future__ import annotations
+
+from loguru import logger
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from ..backup import files as backups
+from ..config.filters import ignored
+from ..context import Run
+from ..model.backup_info import BackupInfo
+from ..model.changes import ChangeKind
+from ..model.errors import RefusedChange
+from ..model.plan import Plan
+
+
+def refuse_if_needed(conn: Connection, plan: Plan) -> None:
+    """Refuse, before any change, a plan whose data-dependent changes the data does not fit."""
+    from ..planning.checks import refusals
+
+    problems = refusals(conn, plan)
+    if problems:
+        raise RefusedChange(
+            "migration refused, nothing changed: " + "; ".join(p.message for p in problems),
+            tuple(problems),
+        )
+
+
+def refuse_if_too_slow(conn: Connection, plan: Plan, limit_ms: int) -> int:
+    """Refuse, before any backup, a plan estimated over the limit; returns the estimate."""
+    from ..planning.estimate import estimate_ms
+
+    estimate = estimate_ms(conn, plan)
+    if limit_ms and estimate > limit_ms:
+        raise RefusedChange(
+            f"Estimated execution time ({seconds_text(estimate)}) exceeds maximum allowed"
+            f" ({seconds_text(limit_ms)}); nothing changed. Run it in a maintenance window with a"
+            " higher MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT, or split the model change"
+        )
+    return estimate
+
+
+def has_tables(conn: Connection, ignore: list[str]) -> bool:
+    """Whether the database holds any table but ours: an empty one needs no backup."""
+    return any(not ignored(name, ignore) for name in inspect(conn).get_table_names())
+
+
+def backup(run: Run, conn: Connection) -> BackupInfo:
+    """Take the backup, prune old ones, warn about space; refuse when it cannot be written."""
+    directory = run.settings.backup_path()
+    try:
+        info = backups.create(run.backend, conn, directory, run.clock())
+    except Exception as exc:  # disk full, read-only, file too large: refuse, change nothing
+        raise RefusedChange(
+            f"migration refused, nothing changed: cannot write a backup to {directory}: {exc}"
+            " (fix MCP_TASK_ORCHESTRATOR_BACKUP_DIR, or set MCP_TASK_ORCHESTRATOR_BACKUP=false)"
+        ) from exc
+    logger.info("Backup created: {}", info.id)
+    removed = backups.prune(directory, run.settings.backup_retention_days)
+    if removed:
+        logger.info(
+            "Removed {} backups older than {} days",
+            len(removed),
+            run.settings.backup_retention_days,
+        )
+    warning = backups.storage_warning(directory, run.settings.backup_warn_size_mb)
+    if warning:
+        logger.warning(warning)
+    return info
+
+
+def apply(run: Run, conn: Connection, plan: Plan) -> Plan:
+    """Execute the plan; after a table rename, plan and execute what else differs on it."""
+    executed = list(plan.operations)
+    _execute(conn, plan)
+    if any(c.kind is ChangeKind.RENAME_TABLE for c in plan.changes):
+        rest = run.plan(conn)
+        _execute(conn, rest)
+        executed += rest.operations
+    return Plan(tuple(executed), plan.retained)
+
+
+def _execute(conn: Connection, plan: Plan) -> None:
+    for operation in plan.operations:
+        logger.debug("Applying: {}", operation.description)
+        for statement in operation.sql:
+            conn.exec_driver_sql(statement)
+
+
+def seconds_text(ms: int) -> str:
+    """35000 -> '35s', 1500 -> '1.5s', 2 -> '0.002s'."""
+    return f"{ms / 1000:g}s"
