@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from alembic.autogenerate import produce_migrations
@@ -58,87 +58,103 @@ def _changes(operations: Iterable[ops.MigrateOperation], metadata: MetaData) -> 
     for op in operations:
         if isinstance(op, ops.ModifyTableOps):
             yield from _changes(op.ops, metadata)
-        elif isinstance(op, ops.CreateTableOp):
-            yield Change(
-                ChangeKind.ADD_TABLE, op.table_name, f"create table {op.table_name}", op=op
-            )
-        elif isinstance(op, ops.DropTableOp):
-            yield Change(ChangeKind.DROP_TABLE, op.table_name, f"table {op.table_name}", op=op)
-        elif isinstance(op, ops.AddColumnOp):
-            col = op.column
-            nullable = "" if col.nullable else " NOT NULL"
-            default = (
-                f" DEFAULT {_default_text(col.server_default)}"
-                if col.server_default is not None
-                else ""
-            )
-            yield Change(
-                ChangeKind.ADD_COLUMN,
-                op.table_name,
-                f"add column {op.table_name}.{col.name} {col.type}{nullable}{default}",
-                column=col.name,
-                op=op,
-            )
-        elif isinstance(op, ops.DropColumnOp):
-            yield Change(
-                ChangeKind.DROP_COLUMN,
-                op.table_name,
-                f"column {op.table_name}.{op.column_name}",
-                column=op.column_name,
-                op=op,
-            )
-        elif isinstance(op, ops.AlterColumnOp):
-            yield from _alter_changes(op, metadata)
-        elif isinstance(op, ops.CreateIndexOp):
-            yield Change(
-                ChangeKind.ADD_INDEX,
-                op.table_name,
-                f"create {'unique ' if op.unique else ''}index {op.index_name} on"
-                f" {op.table_name} ({', '.join(_names(op.columns))})",
-                name=_name(op.index_name),
-                op=op,
-            )
-        elif isinstance(op, ops.DropIndexOp):
-            yield Change(
-                ChangeKind.DROP_INDEX,
-                op.table_name or "",
-                f"drop index {op.index_name} on {op.table_name}",
-                name=_name(op.index_name),
-                op=op,
-            )
-        elif isinstance(op, ops.CreateUniqueConstraintOp):
-            yield Change(
-                ChangeKind.ADD_UNIQUE,
-                op.table_name,
-                f"add unique constraint on {op.table_name} ({', '.join(op.columns)})",
-                name=_name(op.constraint_name),
-                op=op,
-            )
-        elif isinstance(op, ops.CreateForeignKeyOp):
-            yield Change(
-                ChangeKind.ADD_FK,
-                op.source_table,
-                f"add foreign key {op.source_table} ({', '.join(op.local_cols)}) ->"
-                f" {op.referent_table} ({', '.join(op.remote_cols)})",
-                name=_name(op.constraint_name),
-                op=op,
-            )
-        elif isinstance(op, ops.DropConstraintOp):
-            kind = (
-                ChangeKind.DROP_FK if op.constraint_type == "foreignkey" else ChangeKind.DROP_UNIQUE
-            )
-            what = "foreign key" if kind is ChangeKind.DROP_FK else "unique constraint"
-            label = op.constraint_name or f"({', '.join(dropped_constraint_columns(op))})"
-            yield Change(
-                kind,
-                op.table_name,
-                f"drop {what} {label} on {op.table_name}",
-                name=_name(op.constraint_name),
-                op=op,
-            )
+            continue
+        detect = _DETECT.get(type(op))
+        if detect is not None:
+            yield from detect(op, metadata)
 
 
-def _alter_changes(op: ops.AlterColumnOp, metadata: MetaData) -> Iterable[Change]:
+def _add_table(op: Any, metadata: MetaData) -> Iterable[Change]:
+    yield Change(ChangeKind.ADD_TABLE, op.table_name, f"create table {op.table_name}", op=op)
+
+
+def _drop_table(op: Any, metadata: MetaData) -> Iterable[Change]:
+    yield Change(ChangeKind.DROP_TABLE, op.table_name, f"table {op.table_name}", op=op)
+
+
+def _add_column(op: Any, metadata: MetaData) -> Iterable[Change]:
+    col = op.column
+    nullable = "" if col.nullable else " NOT NULL"
+    default = ""
+    if col.server_default is not None:
+        default = f" DEFAULT {_default_text(col.server_default)}"
+    yield Change(
+        ChangeKind.ADD_COLUMN,
+        op.table_name,
+        f"add column {op.table_name}.{col.name} {col.type}{nullable}{default}",
+        column=col.name,
+        op=op,
+    )
+
+
+def _drop_column(op: Any, metadata: MetaData) -> Iterable[Change]:
+    yield Change(
+        ChangeKind.DROP_COLUMN,
+        op.table_name,
+        f"column {op.table_name}.{op.column_name}",
+        column=op.column_name,
+        op=op,
+    )
+
+
+def _add_index(op: Any, metadata: MetaData) -> Iterable[Change]:
+    unique = "unique " if op.unique else ""
+    yield Change(
+        ChangeKind.ADD_INDEX,
+        op.table_name,
+        f"create {unique}index {op.index_name} on {op.table_name}"
+        f" ({', '.join(_names(op.columns))})",
+        name=_name(op.index_name),
+        op=op,
+    )
+
+
+def _drop_index(op: Any, metadata: MetaData) -> Iterable[Change]:
+    yield Change(
+        ChangeKind.DROP_INDEX,
+        op.table_name or "",
+        f"drop index {op.index_name} on {op.table_name}",
+        name=_name(op.index_name),
+        op=op,
+    )
+
+
+def _add_unique(op: Any, metadata: MetaData) -> Iterable[Change]:
+    yield Change(
+        ChangeKind.ADD_UNIQUE,
+        op.table_name,
+        f"add unique constraint on {op.table_name} ({', '.join(op.columns)})",
+        name=_name(op.constraint_name),
+        op=op,
+    )
+
+
+def _add_foreign_key(op: Any, metadata: MetaData) -> Iterable[Change]:
+    yield Change(
+        ChangeKind.ADD_FK,
+        op.source_table,
+        f"add foreign key {op.source_table} ({', '.join(op.local_cols)}) ->"
+        f" {op.referent_table} ({', '.join(op.remote_cols)})",
+        name=_name(op.constraint_name),
+        op=op,
+    )
+
+
+def _drop_constraint(op: Any, metadata: MetaData) -> Iterable[Change]:
+    foreign = op.constraint_type == "foreignkey"
+    kind = ChangeKind.DROP_FK if foreign else ChangeKind.DROP_UNIQUE
+    what = "foreign key" if foreign else "unique constraint"
+    label = op.constraint_name or f"({', '.join(dropped_constraint_columns(op))})"
+    yield Change(
+        kind,
+        op.table_name,
+        f"drop {what} {label} on {op.table_name}",
+        name=_name(op.constraint_name),
+        op=op,
+    )
+
+
+def _alter_column(op: Any, metadata: MetaData) -> Iterable[Change]:
     table = metadata.tables.get(op.table_name)
     column = table.c.get(op.column_name) if table is not None else None
     where = f"{op.table_name}.{op.column_name}"
@@ -180,3 +196,18 @@ def dropped_index_columns(op: ops.DropIndexOp) -> list[str]:
     """The columns of the index a drop removes, from the reflected original."""
     columns = op._reverse.columns if op._reverse is not None else []
     return [name for name in _names(columns) if isinstance(name, str)]
+
+
+# Each Alembic operation type the comparison reports, and the changes it means.
+_DETECT: dict[type[Any], Callable[[Any, MetaData], Iterable[Change]]] = {
+    ops.CreateTableOp: _add_table,
+    ops.DropTableOp: _drop_table,
+    ops.AddColumnOp: _add_column,
+    ops.DropColumnOp: _drop_column,
+    ops.AlterColumnOp: _alter_column,
+    ops.CreateIndexOp: _add_index,
+    ops.DropIndexOp: _drop_index,
+    ops.CreateUniqueConstraintOp: _add_unique,
+    ops.CreateForeignKeyOp: _add_foreign_key,
+    ops.DropConstraintOp: _drop_constraint,
+}
