@@ -9,6 +9,8 @@ from alembic.operations.ops import AddColumnOp, MigrateOperation
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Dialect
 
+from ..model.changes import Change, ChangeKind
+
 
 class _Collector:
     """An output buffer that keeps each statement Alembic writes."""
@@ -42,3 +44,14 @@ def render(dialect: Dialect, op: MigrateOperation) -> list[str]:
     context = MigrationContext.configure(dialect=dialect, opts=opts)
     Operations(context).invoke(op)
     return out.statements
+
+
+def rename_sql(dialect: Dialect, change: Change) -> list[str]:
+    """ALTER TABLE ... RENAME for a RENAME_TABLE or RENAME_COLUMN change (the same everywhere)."""
+    q = dialect.identifier_preparer.quote
+    if change.kind is ChangeKind.RENAME_TABLE:
+        return [f"ALTER TABLE {q(str(change.name))} RENAME TO {q(change.table)}"]
+    return [
+        f"ALTER TABLE {q(change.table)} RENAME COLUMN {q(str(change.name))}"
+        f" TO {q(str(change.column))}"
+    ]

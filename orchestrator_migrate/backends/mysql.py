@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, inspect, text
 from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
@@ -23,7 +23,7 @@ from ..model.changes import Change, ChangeKind
 from ..model.plan import Operation
 from .base import Undo
 from .lock import MigrationLock
-from .server import ServerBackend, run_tool, schema_hash
+from .server import Compilation, Override, ServerBackend, run_tool, schema_hash
 
 DUMP_DONE = "-- Dump completed"
 _INT_WIDTH = re.compile(r"^((?:TINY|SMALL|MEDIUM|BIG)?INT(?:EGER)?)\(\d+\)")
@@ -47,16 +47,25 @@ def _spelling(type_: Any) -> str:
     return _ALIASES.get(spelled, spelled)
 
 
-class _ForeignKeysAround:
-    """MariaDB refuses to change the type of a column a foreign key uses, on either side: those
-    foreign keys are dropped before the plan and added back, as they were, after it."""
+def _nullable(conn: Connection, change: Change) -> list[str]:
+    q = conn.dialect.identifier_preparer.quote
+    spec = change.op.to_column().type.compile(dialect=conn.dialect)
+    return [f"ALTER TABLE {q(change.table)} MODIFY {q(str(change.column))} {spec} NULL"]
 
-    def __init__(self, conn: Connection, changes: Sequence[Change]) -> None:
+
+class _MySQLCompilation(Compilation):
+    """One ALTER ... MODIFY carries a column's type and nullability together (a fill's UPDATE
+    goes before it); and MariaDB refuses to change the type of a column a foreign key uses, on
+    either side: those foreign keys are dropped before the plan and added back after it."""
+
+    def __init__(self, backend: ServerBackend, conn: Connection, changes: Sequence[Change]) -> None:
+        super().__init__(backend, conn, changes)
+        self.rendered: set[int] = set()
+        self.fills = {id(c.op): c for c in changes if c.fill and c.kind in _MODIFY}
+        self.found: list[tuple[str, dict[str, Any]]] = []
         altered = {(c.table, c.column) for c in changes if c.kind is ChangeKind.ALTER_TYPE}
         dropped = {c.name for c in changes if c.kind is ChangeKind.DROP_FK}
         gone = {c.table for c in changes if c.kind is ChangeKind.DROP_TABLE}
-        self.conn = conn
-        self.found: list[tuple[str, dict[str, Any]]] = []
         if not altered:
             return
         insp = inspect(conn)
@@ -67,12 +76,21 @@ class _ForeignKeysAround:
                 if fk["name"] not in dropped and altered & set(uses):
                     self.found.append((table, dict(fk)))
 
-    def drop(self) -> list[Operation]:
+    def adjust(self, change: Change, sql: list[str]) -> list[str]:
+        if change.kind not in _MODIFY:
+            return sql
+        if id(change.op) in self.rendered:
+            return []  # the MODIFY of a sibling change carries this one
+        self.rendered.add(id(change.op))
+        filled = self.fills.get(id(change.op))
+        return self.backend.filled(self.conn, filled) if filled is not None else sql
+
+    def before(self) -> list[Operation]:
         q = self.conn.dialect.identifier_preparer.quote
         sql = [f"ALTER TABLE {q(t)} DROP FOREIGN KEY {q(fk['name'])}" for t, fk in self.found]
         return self._operation("drop_foreign_keys", "drop", sql)
 
-    def restore(self) -> list[Operation]:
+    def after(self) -> list[Operation]:
         from alembic.operations import ops
 
         from .ddl import render
@@ -108,6 +126,9 @@ class _ForeignKeysAround:
         ]
 
 
+_MODIFY = frozenset({ChangeKind.ALTER_TYPE, ChangeKind.SET_NOT_NULL, ChangeKind.DROP_NOT_NULL})
+
+
 class MySQLBackend(ServerBackend):
     """A MariaDB or MySQL database."""
 
@@ -138,56 +159,11 @@ class MySQLBackend(ServerBackend):
         )
         return schema_hash(conn, queries, ignore)
 
-    def compile(
-        self, conn: Connection, changes: Sequence[Change], metadata: MetaData
-    ) -> list[Operation]:
-        from .ddl import render
+    rewrites = frozenset({ChangeKind.ALTER_TYPE, ChangeKind.SET_NOT_NULL})  # MariaDB copies
+    compilation = _MySQLCompilation
 
-        q = conn.dialect.identifier_preparer.quote
-        operations = []
-        rendered: set[int] = set()
-        # One ALTER ... MODIFY carries a column's type and nullability: fill before it.
-        fills = {id(c.op): c for c in changes if c.fill and c.kind is ChangeKind.SET_NOT_NULL}
-        guard = _ForeignKeysAround(conn, changes)
-        operations += guard.drop()
-        for change in changes:
-            if change.kind is ChangeKind.ADD_COLUMN and change.fill is not None:
-                sql = self.filled(conn, change)
-            elif id(change.op) in fills and id(change.op) not in rendered:
-                rendered.add(id(change.op))
-                sql = self.filled(conn, fills[id(change.op)])
-            elif change.kind is ChangeKind.RENAME_TABLE:
-                sql = [f"ALTER TABLE {q(str(change.name))} RENAME TO {q(change.table)}"]
-            elif change.kind is ChangeKind.RENAME_COLUMN:
-                sql = [
-                    f"ALTER TABLE {q(change.table)} RENAME COLUMN {q(str(change.name))}"
-                    f" TO {q(str(change.column))}"
-                ]
-            elif change.kind is ChangeKind.RETIRE_COLUMN:
-                column = change.op.to_column()
-                spec = column.type.compile(dialect=conn.dialect)
-                sql = [f"ALTER TABLE {q(change.table)} MODIFY {q(str(change.column))} {spec} NULL"]
-            elif id(change.op) in rendered:
-                sql = []  # one ALTER ... MODIFY carries the type and the nullability together
-            else:
-                rendered.add(id(change.op))
-                sql = render(conn.dialect, change.op)
-            rows = None
-            if change.kind in (ChangeKind.ALTER_TYPE, ChangeKind.SET_NOT_NULL):
-                count = conn.exec_driver_sql(f"SELECT count(*) FROM {q(change.table)}")
-                rows = int(count.scalar_one())  # MariaDB copies the table for these
-            operations.append(
-                Operation(
-                    kind=change.kind.value,
-                    table=change.table,
-                    description=change.description,
-                    sql=tuple(sql),
-                    changes=(change,),
-                    reversible=not change.destructive,
-                    rebuilt_rows=rows,
-                )
-            )
-        return operations + guard.restore()
+    def overrides(self) -> dict[ChangeKind, Override]:
+        return {ChangeKind.RETIRE_COLUMN: _nullable}
 
     def _client_args(self) -> tuple[list[str], dict[str, str]]:
         url = self.url

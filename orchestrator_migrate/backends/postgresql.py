@@ -10,14 +10,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Enum, MetaData
+from sqlalchemy import Enum
 from sqlalchemy.engine import Connection
 
 from ..model.changes import Change, ChangeKind
-from ..model.plan import Operation
 from .base import Undo
 from .lock import MigrationLock
-from .server import ServerBackend, run_tool, schema_hash
+from .server import Compilation, Override, ServerBackend, run_tool, schema_hash
 
 LOCK_WAIT_S = 5.0
 
@@ -45,11 +44,24 @@ def _spelling(type_: Any) -> str:
     return _ALIASES.get(text, text)
 
 
-class _EnumTypes:
+def _drop_not_null(conn: Connection, change: Change) -> list[str]:
+    q = conn.dialect.identifier_preparer.quote
+    return [f"ALTER TABLE {q(change.table)} ALTER COLUMN {q(str(change.column))} DROP NOT NULL"]
+
+
+def _alter_type(conn: Connection, change: Change) -> list[str]:
+    # USING casts the values the way PostgreSQL's own cast does, or fails the plan.
+    q = conn.dialect.identifier_preparer.quote
+    table, column = q(change.table), q(str(change.column))
+    new = change.op.modify_type.compile(dialect=conn.dialect)
+    return [f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {new} USING {column}::{new}"]
+
+
+class _EnumCompilation(Compilation):
     """Native enum types: created once, before the first column that uses them."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    def __init__(self, backend: ServerBackend, conn: Connection, changes: Sequence[Change]) -> None:
+        super().__init__(backend, conn, changes)
         rows = conn.exec_driver_sql(
             "SELECT t.typname FROM pg_type t WHERE t.typtype = 'e'"
             " AND t.typnamespace = current_schema()::regnamespace"
@@ -69,10 +81,10 @@ class _EnumTypes:
             return []
         return [str(CreateEnumType(type_).compile(dialect=self.conn.dialect))]
 
-    def once(self, statements: list[str]) -> list[str]:
-        """The statements without CREATE TYPE of a type that exists or was created before."""
+    def adjust(self, change: Change, sql: list[str]) -> list[str]:
+        """CREATE TYPE before a type's first use, and never twice."""
         kept = []
-        for statement in statements:
+        for statement in self.first_use(change) + sql:
             match = _CREATE_TYPE.match(statement)
             if match:
                 name = match.group(1).strip('"')
@@ -115,53 +127,14 @@ class PostgreSQLBackend(ServerBackend):
         )
         return schema_hash(conn, queries, ignore)
 
-    def compile(
-        self, conn: Connection, changes: Sequence[Change], metadata: MetaData
-    ) -> list[Operation]:
-        operations = []
-        types = _EnumTypes(conn)
-        for change in changes:
-            sql = types.first_use(change) + self._sql(conn, change, metadata)
-            sql = types.once(sql)
-            rewrites = change.kind is ChangeKind.ALTER_TYPE  # PostgreSQL rewrites the table
-            rows = None
-            if rewrites:
-                q = conn.dialect.identifier_preparer.quote
-                rows = int(
-                    conn.exec_driver_sql(f"SELECT count(*) FROM {q(change.table)}").scalar_one()
-                )
-            operations.append(
-                Operation(
-                    kind=change.kind.value,
-                    table=change.table,
-                    description=change.description,
-                    sql=tuple(sql),
-                    changes=(change,),
-                    reversible=not change.destructive,
-                    rebuilt_rows=rows,
-                )
-            )
-        return operations
+    compilation = _EnumCompilation
 
-    def _sql(self, conn: Connection, change: Change, metadata: MetaData) -> list[str]:
-        from .ddl import render
-
-        q = conn.dialect.identifier_preparer.quote
-        table = q(change.table)
-        column = q(change.column) if change.column else ""
-        kind = change.kind
-        if change.fill is not None:
-            return self.filled(conn, change)
-        if kind is ChangeKind.RENAME_TABLE:
-            return [f"ALTER TABLE {q(str(change.name))} RENAME TO {table}"]
-        if kind is ChangeKind.RENAME_COLUMN:
-            return [f"ALTER TABLE {table} RENAME COLUMN {q(str(change.name))} TO {column}"]
-        if kind in (ChangeKind.DROP_NOT_NULL, ChangeKind.RETIRE_COLUMN):
-            return [f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL"]
-        if kind is ChangeKind.ALTER_TYPE:
-            new = change.op.modify_type.compile(dialect=conn.dialect)
-            return [f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {new} USING {column}::{new}"]
-        return render(conn.dialect, change.op)
+    def overrides(self) -> dict[ChangeKind, Override]:
+        return {
+            ChangeKind.DROP_NOT_NULL: _drop_not_null,
+            ChangeKind.RETIRE_COLUMN: _drop_not_null,
+            ChangeKind.ALTER_TYPE: _alter_type,
+        }
 
     def reset_sequence(self, conn: Connection, table: str, column: str) -> None:
         # An explicit id leaves the serial behind; the next row must not reuse an id.

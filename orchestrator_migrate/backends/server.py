@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import MetaData
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL, Connection, Engine
 
@@ -16,10 +17,76 @@ from ..model.errors import RefusedChange
 from ..model.plan import Operation
 
 
+class Compilation:
+    """One compile's state, for a dialect that needs it: operations before and after the
+    plan's own, and a last look at each change's statements."""
+
+    def __init__(self, backend: ServerBackend, conn: Connection, changes: Sequence[Change]):
+        self.backend = backend
+        self.conn = conn
+        self.changes = changes
+
+    def before(self) -> list[Operation]:
+        return []
+
+    def after(self) -> list[Operation]:
+        return []
+
+    def adjust(self, change: Change, sql: list[str]) -> list[str]:
+        return sql
+
+
+Override = Callable[[Connection, Change], list[str]]
+
+
 class ServerBackend:
-    """The parts of a server backend that do not depend on the server."""
+    """The parts of a server backend that do not depend on the server: the compile loop
+    (a subclass overrides the SQL of the kinds where its dialect differs), fills, renames."""
 
     name = "server"
+    # Kinds after which the server copies the table (its rows feed the time estimate).
+    rewrites: frozenset[ChangeKind] = frozenset({ChangeKind.ALTER_TYPE})
+    compilation: type[Compilation] = Compilation
+
+    def overrides(self) -> dict[ChangeKind, Override]:
+        """This dialect's own SQL for some kinds; the rest is Alembic's rendering of the op."""
+        return {}
+
+    def compile(
+        self, conn: Connection, changes: Sequence[Change], metadata: MetaData
+    ) -> list[Operation]:
+        compilation = self.compilation(self, conn, changes)
+        operations = compilation.before()
+        for change in changes:
+            sql = compilation.adjust(change, self._sql(conn, change))
+            operations.append(
+                Operation(
+                    kind=change.kind.value,
+                    table=change.table,
+                    description=change.description,
+                    sql=tuple(sql),
+                    changes=(change,),
+                    reversible=not change.destructive,
+                    rebuilt_rows=self._rows(conn, change),
+                )
+            )
+        return operations + compilation.after()
+
+    def _sql(self, conn: Connection, change: Change) -> list[str]:
+        from .ddl import rename_sql, render
+
+        if change.fill is not None:
+            return self.filled(conn, change)
+        if change.kind in (ChangeKind.RENAME_TABLE, ChangeKind.RENAME_COLUMN):
+            return rename_sql(conn.dialect, change)
+        override = self.overrides().get(change.kind)
+        return override(conn, change) if override else render(conn.dialect, change.op)
+
+    def _rows(self, conn: Connection, change: Change) -> int | None:
+        if change.kind not in self.rewrites:
+            return None
+        q = conn.dialect.identifier_preparer.quote
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {q(change.table)}").scalar_one())
 
     def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
         self.url = url

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -181,17 +182,10 @@ class SQLiteBackend:
 
     @staticmethod
     def _direct_sql(conn: Connection, change: Change) -> list[str]:
-        from .ddl import render
+        from .ddl import rename_sql, render
 
-        if change.kind is ChangeKind.RENAME_TABLE:
-            assert change.name is not None
-            return [f"ALTER TABLE {_quote(change.name)} RENAME TO {_quote(change.table)}"]
-        if change.kind is ChangeKind.RENAME_COLUMN:
-            assert change.name is not None and change.column is not None
-            return [
-                f"ALTER TABLE {_quote(change.table)} RENAME COLUMN {_quote(change.name)}"
-                f" TO {_quote(change.column)}"
-            ]
+        if change.kind in (ChangeKind.RENAME_TABLE, ChangeKind.RENAME_COLUMN):
+            return rename_sql(conn.dialect, change)
         return render(conn.dialect, change.op)
 
     @staticmethod
@@ -289,10 +283,7 @@ class SQLiteBackend:
             table,
             create,
             f"INSERT INTO {_quote(new_name)} ({cols}) SELECT {', '.join(selected)} FROM {q}",
-            indexes,
-            triggers,
-            views,
-            self._sequence(conn, table),
+            _Dependants(indexes, triggers, views, self._sequence(conn, table)),
         )
         rows = conn.exec_driver_sql(f"SELECT count(*) FROM {q}").scalar_one()
         summary = "; ".join(c.description for c in changes)
@@ -428,9 +419,8 @@ class SQLiteBackend:
                 f" SELECT {select} FROM {_quote(table)}"
             )
             create = _renamed_create(snap["sql"], REBUILD_PREFIX + table)
-            sql += _swap_sql(
-                table, create, copy, snap["indexes"], snap["triggers"], views, snap["sequence"]
-            )
+            dependants = _Dependants(snap["indexes"], snap["triggers"], views, snap["sequence"])
+            sql += _swap_sql(table, create, copy, dependants)
         return sql
 
     def reset_sequence(self, conn: Connection, table: str, column: str) -> None:
@@ -490,16 +480,21 @@ class SQLiteBackend:
             dbapi.set_progress_handler(None, 0)
 
 
-def _swap_sql(
-    table: str,
-    create_new: str,
-    copy: str,
-    indexes: list[str],
-    triggers: list[str],
-    views: list[tuple[str, str]],
-    sequence: int | None,
-) -> list[str]:
+@dataclass(frozen=True)
+class _Dependants:
+    """What a rebuilt table takes along: its indexes and triggers, the views (all of them,
+    since SQLite checks every view on a rename), and its AUTOINCREMENT counter."""
+
+    indexes: list[str]
+    triggers: list[str]
+    views: list[tuple[str, str]]
+    sequence: int | None
+
+
+def _swap_sql(table: str, create_new: str, copy: str, dependants: _Dependants) -> list[str]:
     """The SQL of a table rebuild: views out, new table, copy, swap, dependants back."""
+    indexes, triggers, views = dependants.indexes, dependants.triggers, dependants.views
+    sequence = dependants.sequence
     q, new = _quote(table), _quote(REBUILD_PREFIX + table)
     sql = [f"DROP VIEW {_quote(name)}" for name, _ in views]
     sql += [
