@@ -52,18 +52,8 @@ def backend_for(url: str | URL, busy_timeout_s: float = 60.0) -> Backend:
 
 
 def lock_for(url: str | URL, timeout_s: float, lock_name: str) -> MigrationLock:
-    """The migration lock for a database URL, on every dialect that has one."""
-    parsed = parse_url(url)
-    dialect = parsed.get_backend_name()
-    if dialect == "postgresql":
-        from .server_locks import PostgresAdvisoryLock
-
-        return PostgresAdvisoryLock(parsed, lock_name, timeout_s)
-    if dialect in ("mysql", "mariadb"):
-        from .server_locks import MySQLNamedLock
-
-        return MySQLNamedLock(parsed, lock_name, timeout_s)
-    return backend_for(parsed).lock(timeout_s, lock_name)
+    """The migration lock for a database URL (its backend's)."""
+    return backend_for(url).lock(timeout_s, lock_name)
 
 
 __all__ = ["Backend", "backend_for", "lock_for", "parse_url"]
