@@ -10,7 +10,6 @@ from ..backup import files as backups
 from ..config.filters import ignored
 from ..context import Run
 from ..model.backup_info import BackupInfo
-from ..model.changes import ChangeKind
 from ..model.errors import RefusedChange
 from ..model.plan import Plan
 
@@ -70,18 +69,8 @@ def backup(run: Run, conn: Connection) -> BackupInfo:
     return info
 
 
-def apply(run: Run, conn: Connection, plan: Plan) -> Plan:
-    """Execute the plan; after a table rename, plan and execute what else differs on it."""
-    executed = list(plan.operations)
-    _execute(conn, plan)
-    if any(c.kind is ChangeKind.RENAME_TABLE for c in plan.changes):
-        rest = run.plan(conn)
-        _execute(conn, rest)
-        executed += rest.operations
-    return Plan(tuple(executed), plan.retained)
-
-
-def _execute(conn: Connection, plan: Plan) -> None:
+def execute(conn: Connection, plan: Plan) -> None:
+    """Run the plan's statements, exactly those `plan --sql` shows, in order."""
     for operation in plan.operations:
         logger.debug("Applying: {}", operation.description)
         for statement in operation.sql:

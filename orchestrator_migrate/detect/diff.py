@@ -23,12 +23,14 @@ def diff(
     metadata: MetaData,
     backend: Backend,
     ignore_tables: Sequence[str] = (),
+    only: str | None = None,
 ) -> list[Change]:
-    """Every difference between the database on conn and metadata, in Alembic's order."""
+    """Every difference between the database on conn and metadata (on table only, if given),
+    in Alembic's order."""
 
     def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
         if type_ == "table" and name is not None:
-            return not ignored(name, ignore_tables)
+            return name == only if only is not None else not ignored(name, ignore_tables)
         return True
 
     def compare_type(

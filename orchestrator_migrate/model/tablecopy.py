@@ -19,9 +19,10 @@ def copy_tables(source: MetaData, into: MetaData) -> None:
         copy_table(table, into)
 
 
-def copy_table(table: Table, into: MetaData) -> Table:
-    """Copy one table into into, keeping each constraint's and index's name."""
-    copy = table.to_metadata(into)
+def copy_table(table: Table, into: MetaData, name: str | None = None) -> Table:
+    """Copy one table into into (under another name if given), keeping each constraint's and
+    index's name."""
+    copy = table.to_metadata(into, name=name)
     items: list[Any] = [*table.constraints, *table.indexes]
     names = {_signature(c): c.name for c in items}
     copied: list[Any] = [*copy.constraints, *copy.indexes]

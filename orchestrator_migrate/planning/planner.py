@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, MetaData, inspect, literal
@@ -14,7 +15,8 @@ from ..config.settings import Settings
 from ..history.recorder import Recorder
 from ..model.changes import KINDS, Change, ChangeKind, constraint_signature
 from ..model.errors import RefusedChange
-from ..model.plan import Plan
+from ..model.plan import Operation, Plan
+from ..model.tablecopy import copy_table
 
 
 def build_plan(
@@ -24,31 +26,74 @@ def build_plan(
     settings: Settings,
     recorder: Recorder,
 ) -> Plan:
-    """The plan that brings the database on conn to the models, computed before any write."""
+    """The plan that brings the database on conn to the models, computed before any write.
+
+    A table renamed with info={'renamed_from': ...} is first brought to its model under its old
+    name, then renamed, so that every statement is planned against the database as it is.
+    """
     from ..detect.diff import diff  # Alembic loads only when the fast path did not suffice
 
     changes = _renames(diff(conn, metadata, backend, settings.ignore_tables), metadata)
     if not changes:
         return Plan()
-    _refuse_likely_renames(changes, backend, recorder.last_modelled(conn))
-    owned = recorder.owned(conn)
-    kept = [c for c in changes if _keep(c, settings.allow_destructive, owned)]
-    kept += _with_retired_columns([c for c in changes if c not in kept], kept)
-    apply: list[Change] = []
+    planning = _Planning(
+        conn, backend, settings, recorder.owned(conn), recorder.last_modelled(conn)
+    )
+    operations: list[Operation] = []
     retained: list[Change] = []
-    for change in changes:
-        if change in kept:
-            counted = _counted(conn, dataclasses.replace(change, retained=True))
-            retained.append(counted)
-            if _needs_relaxing(counted):
-                apply.append(_retire(counted))
-        elif change.destructive:
-            apply.append(_counted(conn, change))
-        else:
-            apply.append(with_fill(conn, change, metadata))
-    apply = _ordered(conn, apply)
-    operations = backend.compile(conn, apply, metadata) if apply else []
-    return Plan(tuple(operations), tuple(retained))
+    for rename in (c for c in changes if c.kind is ChangeKind.RENAME_TABLE):
+        view = as_before_rename(metadata, rename.table, str(rename.name))
+        before = _renames(diff(conn, view, backend, only=str(rename.name)), view)
+        done = planning.plan(before, view)
+        operations += done.operations
+        retained += done.retained
+    done = planning.plan(changes, metadata)
+    return Plan((*operations, *done.operations), (*retained, *done.retained))
+
+
+@dataclass(frozen=True)
+class _Planning:
+    """What planning a group of changes needs besides the changes and their models."""
+
+    conn: Connection
+    backend: Backend
+    settings: Settings
+    owned: dict[str, set[str]]
+    modelled: set[str] | None  # the columns of the models in force, if known
+
+    def plan(self, changes: list[Change], metadata: MetaData) -> Plan:
+        """Decide what to apply and what to keep, then compile it."""
+        conn = self.conn
+        _refuse_likely_renames(changes, self.backend, self.modelled)
+        kept = [c for c in changes if _keep(c, self.settings.allow_destructive, self.owned)]
+        kept += _with_retired_columns([c for c in changes if c not in kept], kept)
+        apply: list[Change] = []
+        retained: list[Change] = []
+        for change in changes:
+            if change in kept:
+                counted = _counted(conn, dataclasses.replace(change, retained=True))
+                retained.append(counted)
+                if _needs_relaxing(counted):
+                    apply.append(_retire(counted))
+            elif change.destructive:
+                apply.append(_counted(conn, change))
+            else:
+                apply.append(with_fill(conn, change, metadata))
+        apply = _ordered(conn, apply)
+        operations = self.backend.compile(conn, apply, metadata) if apply else []
+        return Plan(tuple(operations), tuple(retained))
+
+
+def as_before_rename(metadata: MetaData, table: str, old: str) -> MetaData:
+    """The models with one table under the name it has in the database before its rename,
+    beside the tables its foreign keys refer to."""
+    view = MetaData(naming_convention=metadata.naming_convention)
+    model = metadata.tables[table]
+    referred = {fk.column.table.name for fk in model.foreign_keys} - {table}
+    for name in sorted(referred):
+        copy_table(metadata.tables[name], view)
+    copy_table(model, view, name=old)
+    return view
 
 
 def _keep(change: Change, allow_destructive: bool, owned: dict[str, set[str]]) -> bool:
@@ -153,7 +198,9 @@ def _ordered(conn: Connection, changes: list[Change]) -> list[Change]:
     return rest + [drops[t] for t in reversed(ordered)]
 
 
-_PHASE = {ChangeKind.ALTER_TYPE: 0, ChangeKind.DROP_COLUMN: 2}
+# A rename first (its table's other changes were planned before it), type changes next (a new
+# table may refer to a widened key), and columns dropped after their indexes and constraints.
+_PHASE = {ChangeKind.RENAME_TABLE: -1, ChangeKind.ALTER_TYPE: 0, ChangeKind.DROP_COLUMN: 2}
 
 
 def _counted(conn: Connection, change: Change) -> Change:
@@ -212,10 +259,9 @@ def _renames(changes: list[Change], metadata: MetaData) -> list[Change]:
                     f"rename table {old_table} to {table.name}",
                     name=old_table,
                 )
+                # Its indexes and constraints are planned with the table under its old name.
                 result = [
-                    c
-                    for c in result
-                    if not (c.kind is ChangeKind.ADD_INDEX and c.table == table.name)
+                    c for c in result if not (c.kind in _OF_NEW_TABLE and c.table == table.name)
                 ]
         for column in table.columns:
             old = column.info.get("renamed_from")
@@ -233,6 +279,9 @@ def _renames(changes: list[Change], metadata: MetaData) -> list[Change]:
                     name=old,
                 )
     return result
+
+
+_OF_NEW_TABLE = (ChangeKind.ADD_INDEX, ChangeKind.ADD_UNIQUE, ChangeKind.ADD_FK)
 
 
 def _find(changes: list[Change], kind: ChangeKind, table: str, column: str | None = None) -> Any:
