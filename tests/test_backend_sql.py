@@ -5,10 +5,14 @@ the rows, asks `check` for the plan (which writes nothing) and compares its SQL 
 correct for the backend, then migrates to v2 and checks that the run executed exactly the planned
 SQL, that the rows and their values survived, and that nothing is left to do.
 
-Expectations are written per backend: an exact statement (whitespace normalised) or a regular
-expression that a statement must match in full, in order. SQLite rebuilds are long, so only
+Expectations are written per backend: an exact statement (whitespace normalised, simple names
+compared without their quotes) or a regular expression that a statement must match in full, in
+order. SQLite rebuilds are long, so only
 their key statements are listed; elsewhere the plan must be exactly the listed statements.
 Every check runs even when an earlier one fails, so one run reports all that is wrong.
+
+A last test checks that the other changes to a renamed table get the same pre-checks as any
+change (a NOT NULL column without a default over rows is refused before anything changes).
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from orchestrator_migrate import ChangeKind, Outcome, check, history, migrate
+from orchestrator_migrate import (
+    ChangeKind,
+    MigrateError,
+    Outcome,
+    RefusedChange,
+    check,
+    history,
+    migrate,
+)
 
 PREFIX = "MCP_TASK_ORCHESTRATOR_"
 
@@ -87,26 +99,35 @@ def norm(statement: str) -> str:
     return " ".join(statement.split())
 
 
+_QUOTED = re.compile(r'"([a-z_][a-z0-9_]*)"|`([a-z_][a-z0-9_]*)`')
+
+
+def canon(statement: str) -> str:
+    """Whitespace normalised, and simple lower-case names unquoted: `"users"` and `users` name
+    the same table on every backend, so quoting is no part of the expectation."""
+    return _QUOTED.sub(lambda m: m.group(1) or m.group(2), norm(statement))
+
+
 def sqlite_rebuild(table: str, create_body: str, insert_columns: str, select: str) -> list[str]:
     """The key statements of a SQLite table rebuild: new table, copy, drop, rename."""
-    new = f'"_om_new_{table}"'
+    new = f"_om_new_{table}"
     return [
         f"CREATE TABLE {new} ( {create_body} )",
-        f'INSERT INTO {new} ({insert_columns}) SELECT {select} FROM "{table}"',
-        f'DROP TABLE "{table}"',
-        f'ALTER TABLE {new} RENAME TO "{table}"',
+        f"INSERT INTO {new} ({insert_columns}) SELECT {select} FROM {table}",
+        f"DROP TABLE {table}",
+        f"ALTER TABLE {new} RENAME TO {table}",
     ]
 
 
 def matches(expected: Expected, statement: str) -> bool:
     if isinstance(expected, re.Pattern):
         return expected.fullmatch(statement) is not None
-    return expected == statement
+    return canon(expected) == statement
 
 
 def assert_statements(actual: Sequence[str], expected: Sequence[Expected], exact: bool) -> None:
     """exact: the statements are exactly `expected`; else `expected` appear among them in order."""
-    got = [norm(s) for s in actual]
+    got = [canon(s) for s in actual]
     if exact:
         assert len(got) == len(expected) and all(
             matches(e, g) for e, g in zip(expected, got, strict=True)
@@ -234,8 +255,8 @@ CASES: dict[str, Case] = {
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50), login VARCHAR(50) NOT NULL,"
                 " PRIMARY KEY (id)",
-                '"id", "name", "login"',
-                '"id", "name", (name)',
+                "id, name, login",
+                "id, name, (name)",
             ),
             "postgresql": [
                 "ALTER TABLE users ADD COLUMN login VARCHAR(50)",
@@ -260,8 +281,8 @@ CASES: dict[str, Case] = {
             "sqlite": sqlite_rebuild(
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50), active BOOLEAN NOT NULL, PRIMARY KEY (id)",
-                '"id", "name", "active"',
-                '"id", "name", (1)',
+                "id, name, active",
+                "id, name, (1)",
             ),
             "postgresql": [
                 "ALTER TABLE users ADD COLUMN active BOOLEAN",
@@ -287,8 +308,8 @@ CASES: dict[str, Case] = {
             "sqlite": sqlite_rebuild(
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50), PRIMARY KEY (id)",
-                '"id", "name"',
-                '"id", "name"',
+                "id, name",
+                "id, name",
             ),
             "postgresql": ["ALTER TABLE users DROP COLUMN nickname"],
             "mysql": ["ALTER TABLE users DROP COLUMN nickname"],
@@ -308,8 +329,8 @@ CASES: dict[str, Case] = {
             "sqlite": sqlite_rebuild(
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50), nickname VARCHAR(30), PRIMARY KEY (id)",
-                '"id", "name", "nickname"',
-                '"id", "name", "nickname"',
+                "id, name, nickname",
+                "id, name, nickname",
             ),
             "postgresql": ["ALTER TABLE users ALTER COLUMN nickname DROP NOT NULL"],
             "mysql": ["ALTER TABLE users MODIFY nickname VARCHAR(30) NULL"],
@@ -334,8 +355,8 @@ CASES: dict[str, Case] = {
             "sqlite": sqlite_rebuild(
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50), level INTEGER, PRIMARY KEY (id)",
-                '"id", "name", "level"',
-                '"id", "name", "level"',
+                "id, name, level",
+                "id, name, level",
             ),
             "postgresql": [
                 "ALTER TABLE users ALTER COLUMN level TYPE INTEGER USING level::INTEGER"
@@ -358,8 +379,8 @@ CASES: dict[str, Case] = {
             "sqlite": sqlite_rebuild(
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50) NOT NULL, PRIMARY KEY (id)",
-                '"id", "name"',
-                '"id", "name"',
+                "id, name",
+                "id, name",
             ),
             "postgresql": ["ALTER TABLE users ALTER COLUMN name SET NOT NULL"],
             "mysql": ["ALTER TABLE users MODIFY name VARCHAR(50) NOT NULL"],
@@ -376,8 +397,8 @@ CASES: dict[str, Case] = {
             "sqlite": sqlite_rebuild(
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50) NOT NULL, PRIMARY KEY (id)",
-                '"id", "name"',
-                '"id", COALESCE("name", (\'anonymous\'))',
+                "id, name",
+                "id, COALESCE(name, ('anonymous'))",
             ),
             "postgresql": [
                 "UPDATE users SET name = ('anonymous') WHERE name IS NULL",
@@ -392,6 +413,30 @@ CASES: dict[str, Case] = {
         after={"users": [(1, "ann"), (2, "anonymous")]},
         effect=("name nullable", lambda db: nullable(db, "users", "name"), False),
     ),
+    "set_not_null_keeps_the_server_default": Case(
+        v1=lambda: users(sa.Column("tier", sa.String(10), server_default="free")),
+        v2=lambda: users(sa.Column("tier", sa.String(10), server_default="free", nullable=False)),
+        kinds=[ChangeKind.SET_NOT_NULL],
+        sql={
+            "sqlite": sqlite_rebuild(
+                "users",
+                "id INTEGER NOT NULL, name VARCHAR(50), tier VARCHAR(10) DEFAULT 'free' NOT NULL,"
+                " PRIMARY KEY (id)",
+                "id, name, tier",
+                "id, name, tier",
+            ),
+            "postgresql": ["ALTER TABLE users ALTER COLUMN tier SET NOT NULL"],
+            # MODIFY redefines the whole column: without restating it, the default is lost.
+            "mysql": ["ALTER TABLE users MODIFY tier VARCHAR(10) NOT NULL DEFAULT 'free'"],
+        },
+        rows={"users": [{"id": 1, "name": "ann", "tier": "gold"}, ANN_BOB[1]]},
+        after={"users": [(1, "ann", "gold"), (2, "bob", "free")]},
+        effect=(
+            "tier default kept",
+            lambda db: "free" in str(db.columns("users")["tier"]["default"]),
+            True,
+        ),
+    ),
     "drop_not_null": Case(
         v1=lambda: users(name_nullable=False),
         v2=users,
@@ -400,8 +445,8 @@ CASES: dict[str, Case] = {
             "sqlite": sqlite_rebuild(
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50), PRIMARY KEY (id)",
-                '"id", "name"',
-                '"id", "name"',
+                "id, name",
+                "id, name",
             ),
             "postgresql": ["ALTER TABLE users ALTER COLUMN name DROP NOT NULL"],
             "mysql": ["ALTER TABLE users MODIFY name VARCHAR(50) NULL"],
@@ -443,8 +488,8 @@ CASES: dict[str, Case] = {
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50), PRIMARY KEY (id),"
                 " CONSTRAINT uq_users_name UNIQUE (name)",
-                '"id", "name"',
-                '"id", "name"',
+                "id, name",
+                "id, name",
             ),
             "postgresql": ["ALTER TABLE users ADD CONSTRAINT uq_users_name UNIQUE (name)"],
             "mysql": ["ALTER TABLE users ADD CONSTRAINT uq_users_name UNIQUE (name)"],
@@ -461,8 +506,8 @@ CASES: dict[str, Case] = {
             "sqlite": sqlite_rebuild(
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50), PRIMARY KEY (id)",
-                '"id", "name"',
-                '"id", "name"',
+                "id, name",
+                "id, name",
             ),
             "postgresql": ["ALTER TABLE users DROP CONSTRAINT uq_users_name"],
             # A unique constraint is an index on MariaDB; either spelling drops it.
@@ -486,8 +531,8 @@ CASES: dict[str, Case] = {
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50), group_id INTEGER, PRIMARY KEY (id),"
                 " CONSTRAINT fk_users_group FOREIGN KEY(group_id) REFERENCES groups (id)",
-                '"id", "name", "group_id"',
-                '"id", "name", "group_id"',
+                "id, name, group_id",
+                "id, name, group_id",
             ),
             "postgresql": [
                 "ALTER TABLE users ADD CONSTRAINT fk_users_group"
@@ -513,8 +558,8 @@ CASES: dict[str, Case] = {
             "sqlite": sqlite_rebuild(
                 "users",
                 "id INTEGER NOT NULL, name VARCHAR(50), group_id INTEGER, PRIMARY KEY (id)",
-                '"id", "name", "group_id"',
-                '"id", "name", "group_id"',
+                "id, name, group_id",
+                "id, name, group_id",
             ),
             "postgresql": ["ALTER TABLE users DROP CONSTRAINT fk_users_group"],
             "mysql": ["ALTER TABLE users DROP FOREIGN KEY fk_users_group"],
@@ -531,7 +576,7 @@ CASES: dict[str, Case] = {
         v2=lambda: users(sa.Column("nickname", sa.String(30), info={"renamed_from": "nick"})),
         kinds=[ChangeKind.RENAME_COLUMN],
         sql={
-            "sqlite": ['ALTER TABLE "users" RENAME COLUMN "nick" TO "nickname"'],
+            "sqlite": ["ALTER TABLE users RENAME COLUMN nick TO nickname"],
             "postgresql": ["ALTER TABLE users RENAME COLUMN nick TO nickname"],
             "mysql": ["ALTER TABLE users RENAME COLUMN nick TO nickname"],
         },
@@ -550,7 +595,7 @@ CASES: dict[str, Case] = {
         v2=lambda: users(name="members", info={"renamed_from": "users"}),
         kinds=[ChangeKind.RENAME_TABLE],
         sql={
-            "sqlite": ['ALTER TABLE "users" RENAME TO "members"'],
+            "sqlite": ["ALTER TABLE users RENAME TO members"],
             "postgresql": ["ALTER TABLE users RENAME TO members"],
             "mysql": ["ALTER TABLE users RENAME TO members"],
         },
@@ -567,25 +612,17 @@ CASES: dict[str, Case] = {
             name="members",
             info={"renamed_from": "users"},
         ),
-        # Every change the run applies, and every statement it executes, is in the plan.
-        kinds=[ChangeKind.RENAME_TABLE, ChangeKind.ADD_COLUMN, ChangeKind.ADD_INDEX],
-        sql={
-            "sqlite": [
-                'ALTER TABLE "users" RENAME TO "members"',
-                "ALTER TABLE members ADD COLUMN email VARCHAR(100)",
-                "CREATE INDEX ix_members_name ON members (name)",
-            ],
-            "postgresql": [
+        # Every change the run applies, and every statement it executes, is in the plan. The
+        # table is brought to its model under its old name, then renamed (renaming first and
+        # changing `members` would be as correct).
+        kinds=[ChangeKind.ADD_COLUMN, ChangeKind.ADD_INDEX, ChangeKind.RENAME_TABLE],
+        sql=same(
+            [
+                "ALTER TABLE users ADD COLUMN email VARCHAR(100)",
+                "CREATE INDEX ix_members_name ON users (name)",
                 "ALTER TABLE users RENAME TO members",
-                "ALTER TABLE members ADD COLUMN email VARCHAR(100)",
-                "CREATE INDEX ix_members_name ON members (name)",
-            ],
-            "mysql": [
-                "ALTER TABLE users RENAME TO members",
-                "ALTER TABLE members ADD COLUMN email VARCHAR(100)",
-                "CREATE INDEX ix_members_name ON members (name)",
-            ],
-        },
+            ]
+        ),
         partial=frozenset(),
         rows={"users": ANN_BOB},
         after={"members": [(1, "ann", None), (2, "bob", None)]},
@@ -682,5 +719,37 @@ def test_each_change_kind_plans_the_backends_sql_and_runs_exactly_it(ws, any_db,
             assert read(any_db) == expected
     with problems.check("up to date afterwards"):
         assert not check(metadata=v2, **base, **case.overrides).migration_needed
+
+    assert not problems, "\n\n".join(problems)
+
+
+def test_the_other_changes_to_a_renamed_table_are_pre_checked_like_any_change(ws, any_db):
+    # A NOT NULL column without a default added to a table with rows is refused up front
+    # (nothing changed); that must hold too when the table is renamed in the same release.
+    base = {"db_url": any_db.url, "base_dir": str(ws.root), "backup": False}
+    v1 = users()
+    v2 = users(
+        sa.Column("email", sa.String(100), nullable=False),
+        name="members",
+        info={"renamed_from": "users"},
+    )
+    assert migrate(metadata=v1, **base).outcome is Outcome.APPLIED
+    insert(any_db, v1, {"users": ANN_BOB})
+    problems = Problems()
+
+    planned = check(metadata=v2, **base)
+    with problems.check("check lists the refusal"):
+        found = [(r.column, r.count) for r in planned.refusals]
+        assert found == [("email", 2)], f"plan SQL: {planned.plan.sql}"
+    try:
+        outcome: object = migrate(metadata=v2, **base).outcome
+    except MigrateError as exc:
+        outcome = exc
+    with problems.check("the run is refused before any change"):
+        assert isinstance(outcome, RefusedChange), repr(outcome)
+    with problems.check("nothing changed"):
+        tables = any_db.tables()
+        assert tables == {"users"}, {t: any_db.sql(f"SELECT * FROM {t}") for t in tables}
+        assert select_all(any_db, v1, "users") == USERS_ROWS
 
     assert not problems, "\n\n".join(problems)
