@@ -441,8 +441,19 @@ class SQLiteBackend:
             for row in conn.exec_driver_sql("PRAGMA quick_check")
             if row[0] != "ok"
         ]
-        rebuilt = {op.table: op.rebuilt_rows for op in operations if op.rebuilt_rows is not None}
-        touched = set(rebuilt) | {op.table for op in operations}
+        # A table rebuilt under its old name may be renamed later in the plan.
+        now_called = {
+            str(c.name): c.table
+            for op in operations
+            for c in op.changes
+            if c.kind is ChangeKind.RENAME_TABLE
+        }
+        rebuilt = {
+            now_called.get(op.table, op.table): op.rebuilt_rows
+            for op in operations
+            if op.rebuilt_rows is not None
+        }
+        touched = set(rebuilt) | {now_called.get(op.table, op.table) for op in operations}
         tables = [
             r[0]
             for r in conn.exec_driver_sql(

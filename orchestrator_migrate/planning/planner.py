@@ -104,6 +104,10 @@ def _keep(change: Change, allow_destructive: bool, owned: dict[str, set[str]]) -
     if kind.owner is None:
         return False
     ours = _OWNED_AS[kind.owner](change) in owned.get(kind.owner, set())
+    if change.kind is ChangeKind.DROP_INDEX and getattr(change.op, "kw", {}).get("unique"):
+        # MariaDB reports a UNIQUE constraint as a unique index: ours if the models made one.
+        unique = constraint_signature(change.table, "unique", dropped_columns(change))
+        ours = ours or unique in owned.get("constraints", set())
     return not (allow_destructive and ours) if kind.removes else not ours
 
 
