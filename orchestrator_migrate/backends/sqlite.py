@@ -301,10 +301,8 @@ class SQLiteBackend:
     def _keep_foreign_constraints(conn: Connection, target: Table, changes: list[Change]) -> None:
         """Carry over UNIQUE and FOREIGN KEY constraints the database has and the models do
         not (a DBA's), unless this plan drops them (they were ours)."""
-        from ..planning.planner import dropped_constraint_signature
-
         dropping = {
-            dropped_constraint_signature(c)
+            c.dropped_signature
             for c in changes
             if c.kind in (ChangeKind.DROP_UNIQUE, ChangeKind.DROP_FK)
         }

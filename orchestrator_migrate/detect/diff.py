@@ -118,6 +118,7 @@ def _drop_index(op: Any, metadata: MetaData) -> Iterable[Change]:
         f"drop index {op.index_name} on {op.table_name}",
         name=_name(op.index_name),
         op=op,
+        columns=tuple(dropped_index_columns(op)),
     )
 
 
@@ -146,13 +147,15 @@ def _drop_constraint(op: Any, metadata: MetaData) -> Iterable[Change]:
     foreign = op.constraint_type == "foreignkey"
     kind = ChangeKind.DROP_FK if foreign else ChangeKind.DROP_UNIQUE
     what = "foreign key" if foreign else "unique constraint"
-    label = op.constraint_name or f"({', '.join(dropped_constraint_columns(op))})"
+    columns = tuple(dropped_constraint_columns(op))
+    label = op.constraint_name or f"({', '.join(columns)})"
     yield Change(
         kind,
         op.table_name,
         f"drop {what} {label} on {op.table_name}",
         name=_name(op.constraint_name),
         op=op,
+        columns=columns,
     )
 
 

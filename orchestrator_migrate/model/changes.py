@@ -96,6 +96,8 @@ class Change:
     retained: bool = False
     # SQL that fills the rows a NOT NULL column would leave NULL (its backfill or Python default).
     fill: str | None = None
+    # The columns of the index or constraint a DROP_INDEX, DROP_UNIQUE or DROP_FK removes.
+    columns: tuple[str, ...] = ()
 
     @property
     def destructive(self) -> bool:
@@ -115,6 +117,12 @@ class Change:
             if not col.nullable and col.server_default is None and self.fill is None:
                 return Safety.DATA_DEPENDENT  # rows need a value the model does not give
         return kind.safety
+
+    @property
+    def dropped_signature(self) -> str:
+        """How the constraint a DROP_UNIQUE or DROP_FK removes is recognised across runs."""
+        kind = "fk" if self.kind is ChangeKind.DROP_FK else "unique"
+        return constraint_signature(self.table, kind, self.columns)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""

@@ -106,7 +106,7 @@ def _keep(change: Change, allow_destructive: bool, owned: dict[str, set[str]]) -
     ours = _OWNED_AS[kind.owner](change) in owned.get(kind.owner, set())
     if change.kind is ChangeKind.DROP_INDEX and getattr(change.op, "kw", {}).get("unique"):
         # MariaDB reports a UNIQUE constraint as a unique index: ours if the models made one.
-        unique = constraint_signature(change.table, "unique", dropped_columns(change))
+        unique = constraint_signature(change.table, "unique", change.columns)
         ours = ours or unique in owned.get("constraints", set())
     return not (allow_destructive and ours) if kind.removes else not ours
 
@@ -115,7 +115,7 @@ _OWNED_AS: dict[str, Callable[[Change], str | None]] = {
     "tables": lambda c: c.table,
     "columns": lambda c: f"{c.table}.{c.column}",
     "indexes": lambda c: c.name,
-    "constraints": lambda c: dropped_constraint_signature(c),
+    "constraints": lambda c: c.dropped_signature,
 }
 
 
@@ -127,23 +127,8 @@ def _with_retired_columns(candidates: list[Change], kept: list[Change]) -> list[
         c
         for c in candidates
         if c.kind in (ChangeKind.DROP_INDEX, ChangeKind.DROP_UNIQUE, ChangeKind.DROP_FK)
-        and any((c.table, col) in retired for col in dropped_columns(c))
+        and any((c.table, col) in retired for col in c.columns)
     ]
-
-
-def dropped_columns(change: Change) -> list[str]:
-    """The columns of the index or constraint a DROP_INDEX, DROP_UNIQUE or DROP_FK removes."""
-    from ..detect.diff import dropped_constraint_columns, dropped_index_columns
-
-    if change.kind is ChangeKind.DROP_INDEX:
-        return dropped_index_columns(change.op)
-    return dropped_constraint_columns(change.op)
-
-
-def dropped_constraint_signature(change: Change) -> str:
-    """The signature of the constraint a DROP_UNIQUE or DROP_FK change removes."""
-    kind = "fk" if change.kind is ChangeKind.DROP_FK else "unique"
-    return constraint_signature(change.table, kind, dropped_columns(change))
 
 
 def with_fill(conn: Connection, change: Change, metadata: MetaData) -> Change:
