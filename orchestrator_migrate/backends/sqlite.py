@@ -219,71 +219,15 @@ class SQLiteBackend:
         self, conn: Connection, table: str, changes: list[Change], metadata: MetaData
     ) -> Operation:
         """Copy the table into one built from the models, swap, and recreate what depends on it."""
-        from .ddl import render
-
         q = _quote(table)
-        new_name = REBUILD_PREFIX + table
         old_columns = {row[1]: row for row in conn.exec_driver_sql(f"PRAGMA table_info({q})")}
-        dropping = {c.column for c in changes if c.kind is ChangeKind.DROP_COLUMN}
-        retiring = {c.column for c in changes if c.kind is ChangeKind.RETIRE_COLUMN}
-        dropping_indexes = {c.name for c in changes if c.kind is ChangeKind.DROP_INDEX}
-        # Renamed columns are copied from their old name.
-        source = {str(c.column): str(c.name) for c in changes if c.kind is ChangeKind.RENAME_COLUMN}
-
-        scratch = MetaData()
-        copy_tables(metadata, scratch)
-        target = scratch.tables[table]
-        for name, (_, _, decl, notnull, default, _pk) in old_columns.items():
-            if name not in target.c and name not in dropping:
-                # A column the models no longer have is kept as the database declares it.
-                target.append_column(
-                    Column(
-                        name,
-                        _declared_type(decl),
-                        nullable=not notnull or name in retiring,
-                        server_default=text(default) if default is not None else None,
-                    )
-                )
-        self._keep_foreign_constraints(conn, target, changes)
-        create = _renamed_create(str(CreateTable(target).compile(dialect=conn.dialect)), new_name)
-
-        fills = {c.column: c.fill for c in changes if c.fill is not None}
-        copied: list[str] = []
-        selected: list[str] = []
-        for column in target.columns:
-            src = source.get(column.name, column.name)
-            expr = fills.get(column.name)
-            if expr:
-                selected.append(
-                    f"COALESCE({_quote(src)}, ({expr}))" if src in old_columns else f"({expr})"
-                )
-                copied.append(column.name)
-            elif src in old_columns:
-                selected.append(_quote(src))
-                copied.append(column.name)
-        cols = ", ".join(_quote(c) for c in copied)
-        master: Sequence[Any] = conn.exec_driver_sql(
-            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"
-            " ORDER BY rowid"
-        ).all()
-        views = [(name, ddl) for type_, name, _, ddl in master if type_ == "view"]
-        triggers = [ddl for type_, _, tbl, ddl in master if type_ == "trigger" and tbl == table]
-        kept_columns = {c.name for c in target.columns}
-        indexes = []
-        for type_, name, tbl, ddl in master:
-            if type_ != "index" or tbl != table or name in dropping_indexes:
-                continue
-            index_cols = {r[2] for r in conn.exec_driver_sql(f"PRAGMA index_info({_quote(name)})")}
-            if index_cols <= kept_columns:
-                indexes.append(ddl)
-        for change in changes:
-            if change.kind is ChangeKind.ADD_INDEX:
-                indexes += render(conn.dialect, change.op)
+        target = self._target(conn, metadata, table, changes, old_columns)
+        create = str(CreateTable(target).compile(dialect=conn.dialect))
         sql = _swap_sql(
             table,
-            create,
-            f"INSERT INTO {_quote(new_name)} ({cols}) SELECT {', '.join(selected)} FROM {q}",
-            _Dependants(indexes, triggers, views, self._sequence(conn, table)),
+            _renamed_create(create, REBUILD_PREFIX + table),
+            _copy_sql(table, target, changes, old_columns),
+            self._dependants(conn, table, changes, {c.name for c in target.columns}),
         )
         rows = conn.exec_driver_sql(f"SELECT count(*) FROM {q}").scalar_one()
         summary = "; ".join(c.description for c in changes)
@@ -296,6 +240,60 @@ class SQLiteBackend:
             reversible=not any(c.destructive for c in changes),
             rebuilt_rows=int(rows),
         )
+
+    def _target(
+        self,
+        conn: Connection,
+        metadata: MetaData,
+        table: str,
+        changes: list[Change],
+        old_columns: dict[str, Any],
+    ) -> Table:
+        """The table as the models define it, with what the database keeps beyond them: the
+        columns not dropped (as the database declares them) and a DBA's constraints."""
+        dropping = {c.column for c in changes if c.kind is ChangeKind.DROP_COLUMN}
+        retiring = {c.column for c in changes if c.kind is ChangeKind.RETIRE_COLUMN}
+        scratch = MetaData()
+        copy_tables(metadata, scratch)
+        target = scratch.tables[table]
+        for name, (_, _, decl, notnull, default, _pk) in old_columns.items():
+            if name not in target.c and name not in dropping:
+                target.append_column(
+                    Column(
+                        name,
+                        _declared_type(decl),
+                        nullable=not notnull or name in retiring,
+                        server_default=text(default) if default is not None else None,
+                    )
+                )
+        self._keep_foreign_constraints(conn, target, changes)
+        return target
+
+    def _dependants(
+        self, conn: Connection, table: str, changes: list[Change], kept_columns: set[str]
+    ) -> _Dependants:
+        """The table's indexes (but those dropped or on dropped columns, plus those added),
+        triggers, every view, and its AUTOINCREMENT counter."""
+        from .ddl import render
+
+        dropping = {c.name for c in changes if c.kind is ChangeKind.DROP_INDEX}
+        master: Sequence[Any] = conn.exec_driver_sql(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+            " ORDER BY rowid"
+        ).all()
+        views = [(name, ddl) for type_, name, _, ddl in master if type_ == "view"]
+        triggers = [ddl for type_, _, tbl, ddl in master if type_ == "trigger" and tbl == table]
+        indexes = []
+        for type_, name, tbl, ddl in master:
+            if type_ != "index" or tbl != table or name in dropping:
+                continue
+            index_cols = {r[2] for r in conn.exec_driver_sql(f"PRAGMA index_info({_quote(name)})")}
+            if index_cols <= kept_columns:
+                indexes.append(ddl)
+        for change in changes:
+            if change.kind is ChangeKind.ADD_INDEX:
+                indexes += render(conn.dialect, change.op)
+        return _Dependants(indexes, triggers, views, self._sequence(conn, table))
 
     @staticmethod
     def _keep_foreign_constraints(conn: Connection, target: Table, changes: list[Change]) -> None:
@@ -487,6 +485,28 @@ class SQLiteBackend:
             yield
         finally:
             dbapi.set_progress_handler(None, 0)
+
+
+def _copy_sql(table: str, target: Table, changes: list[Change], old_columns: dict[str, Any]) -> str:
+    """INSERT ... SELECT from the old table into the new one: renamed columns from their old
+    name, filled columns through COALESCE with their fill."""
+    source = {str(c.column): str(c.name) for c in changes if c.kind is ChangeKind.RENAME_COLUMN}
+    fills = {c.column: c.fill for c in changes if c.fill is not None}
+    copied: list[str] = []
+    selected: list[str] = []
+    for column in target.columns:
+        src = source.get(column.name, column.name)
+        expr = fills.get(column.name)
+        if expr:
+            exists = src in old_columns
+            selected.append(f"COALESCE({_quote(src)}, ({expr}))" if exists else f"({expr})")
+            copied.append(column.name)
+        elif src in old_columns:
+            selected.append(_quote(src))
+            copied.append(column.name)
+    cols = ", ".join(_quote(c) for c in copied)
+    new = _quote(REBUILD_PREFIX + table)
+    return f"INSERT INTO {new} ({cols}) SELECT {', '.join(selected)} FROM {_quote(table)}"
 
 
 @dataclass(frozen=True)
