@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind
+from .types import widens
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
@@ -164,12 +165,15 @@ def _alter_column(op: Any, metadata: MetaData) -> Iterable[Change]:
     column = table.c.get(op.column_name) if table is not None else None
     where = f"{op.table_name}.{op.column_name}"
     if op.modify_type is not None:
+        wider = widens(op.existing_type, op.modify_type)
         yield Change(
             ChangeKind.ALTER_TYPE,
             op.table_name,
-            f"change type of {where} from {op.existing_type} to {op.modify_type}",
+            f"{'widen' if wider else 'change'} type of {where} from {op.existing_type}"
+            f" to {op.modify_type}",
             column=op.column_name,
             op=op,
+            widening=wider,
         )
     if op.modify_nullable is not None and not (column is not None and column.primary_key):
         kind = ChangeKind.DROP_NOT_NULL if op.modify_nullable else ChangeKind.SET_NOT_NULL

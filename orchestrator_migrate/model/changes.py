@@ -49,6 +49,7 @@ class Precheck(StrEnum):
     NULLS = "nulls"  # NOT NULL over NULLs
     DUPLICATES = "duplicates"  # UNIQUE over duplicates
     ORPHANS = "orphans"  # a foreign key over rows that reference nothing
+    FITS = "fits"  # a narrower type over values that do not fit it
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ KINDS: dict[ChangeKind, Kind] = {
     ChangeKind.DROP_TABLE: Kind(Safety.DESTRUCTIVE, removes=True, owner="tables"),
     ChangeKind.ADD_COLUMN: Kind(Safety.SAFE, precheck=Precheck.NEW_NOT_NULL),
     ChangeKind.DROP_COLUMN: Kind(Safety.DESTRUCTIVE, removes=True, owner="columns"),
-    ChangeKind.ALTER_TYPE: Kind(Safety.DATA_DEPENDENT),
+    ChangeKind.ALTER_TYPE: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.FITS),
     ChangeKind.SET_NOT_NULL: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.NULLS),
     ChangeKind.DROP_NOT_NULL: Kind(Safety.SAFE),
     ChangeKind.ADD_INDEX: Kind(Safety.SAFE, precheck=Precheck.DUPLICATES),
@@ -98,6 +99,8 @@ class Change:
     fill: str | None = None
     # The columns of the index or constraint a DROP_INDEX, DROP_UNIQUE or DROP_FK removes.
     columns: tuple[str, ...] = ()
+    # An ALTER_TYPE that every old value fits (a longer VARCHAR, a larger integer, ...).
+    widening: bool = False
 
     @property
     def destructive(self) -> bool:
@@ -110,6 +113,8 @@ class Change:
         kind = KINDS[self.kind]
         if kind.removes and self.retained:
             return Safety.RETIRING
+        if self.kind is ChangeKind.ALTER_TYPE and self.widening:
+            return Safety.SAFE
         if self.kind is ChangeKind.ADD_INDEX and getattr(self.op, "unique", False):
             return Safety.DATA_DEPENDENT  # a unique index is a UNIQUE constraint
         if self.kind is ChangeKind.ADD_COLUMN:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import inspect
+from sqlalchemy import Integer, String, func, inspect, literal_column
 from sqlalchemy.engine import Connection
 
 from ..model.changes import KINDS, Change, ChangeKind, Precheck
@@ -193,9 +193,40 @@ def _orphans(reader: _Reader, change: Change) -> Refusal | None:
     )
 
 
+def _fits(reader: _Reader, change: Change) -> Refusal | None:
+    """A narrower VARCHAR or integer over values that do not fit it: counted, refused."""
+    from ..detect.types import integer_bits
+
+    old, new = change.op.existing_type, change.op.modify_type
+    if change.widening or not change.column:
+        return None
+    value = reader.column(change.table, change.column)
+    if isinstance(old, String) and isinstance(new, String) and new.length is not None:
+        length = func.char_length(literal_column(value)).compile(dialect=reader.conn.dialect)
+        where, what = f"{length} > {int(new.length)}", f"are longer than {new.length} characters"
+    elif isinstance(old, Integer) and isinstance(new, Integer):
+        top = 2 ** (integer_bits(new) - 1)
+        where, what = f"({value} >= {top} OR {value} < {-top})", f"do not fit {new}"
+    else:
+        return None  # the database converts, or the plan fails and is rolled back
+    count = reader.scalar(f"SELECT count(*) FROM {reader.quote(change.table)} WHERE {where}")
+    if not count:
+        return None
+    keys = _keys(reader, change.table, where)
+    return Refusal(
+        change.table,
+        change.column,
+        count,
+        keys,
+        f"cannot change {change.table}.{change.column} to {new}: {count} values {what}"
+        f"{_shown(keys, change.table, reader)}; shorten them first or keep the wider type",
+    )
+
+
 _CHECKS: dict[Precheck, Callable[[_Reader, Change], Refusal | None]] = {
     Precheck.NEW_NOT_NULL: _not_null_column_without_default,
     Precheck.NULLS: _nulls,
     Precheck.DUPLICATES: _unique,
     Precheck.ORPHANS: _orphans,
+    Precheck.FITS: _fits,
 }
