@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from alembic.operations import Operations
-from alembic.operations.ops import AddColumnOp, MigrateOperation
+from alembic.operations.ops import AddColumnOp, AlterColumnOp, MigrateOperation
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Dialect
 
@@ -55,3 +55,29 @@ def rename_sql(dialect: Dialect, change: Change) -> list[str]:
         f"ALTER TABLE {q(change.table)} RENAME COLUMN {q(str(change.name))}"
         f" TO {q(str(change.column))}"
     ]
+
+
+# The part of an ALTER COLUMN each change kind makes.
+_PARTS = {
+    ChangeKind.ALTER_TYPE: "modify_type",
+    ChangeKind.ALTER_DEFAULT: "modify_server_default",
+    ChangeKind.SET_NOT_NULL: "modify_nullable",
+    ChangeKind.DROP_NOT_NULL: "modify_nullable",
+}
+ALTER_PARTS = frozenset(_PARTS)
+
+
+def only_part(change: Change) -> AlterColumnOp:
+    """The ALTER COLUMN of one change alone (its type, default or nullability), where Alembic's
+    op carries every part that differs on the column."""
+    op = change.op
+    return AlterColumnOp(
+        op.table_name,
+        op.column_name,
+        schema=op.schema,
+        existing_type=op.existing_type,
+        existing_server_default=op.existing_server_default,
+        existing_nullable=op.existing_nullable,
+        existing_comment=op.existing_comment,
+        **{_PARTS[change.kind]: getattr(op, _PARTS[change.kind])},
+    )

@@ -126,7 +126,14 @@ class _MySQLCompilation(Compilation):
         ]
 
 
-_MODIFY = frozenset({ChangeKind.ALTER_TYPE, ChangeKind.SET_NOT_NULL, ChangeKind.DROP_NOT_NULL})
+_MODIFY = frozenset(
+    {
+        ChangeKind.ALTER_TYPE,
+        ChangeKind.ALTER_DEFAULT,
+        ChangeKind.SET_NOT_NULL,
+        ChangeKind.DROP_NOT_NULL,
+    }
+)
 
 
 class MySQLBackend(ServerBackend):
@@ -164,6 +171,12 @@ class MySQLBackend(ServerBackend):
 
     def overrides(self) -> dict[ChangeKind, Override]:
         return {ChangeKind.RETIRE_COLUMN: _nullable}
+
+    def alter_part(self, conn: Connection, change: Change) -> list[str]:
+        # One ALTER ... MODIFY restates the whole column: every part that differs, at once.
+        from .ddl import render
+
+        return render(conn.dialect, change.op)
 
     def _client_args(self) -> tuple[list[str], dict[str, str]]:
         url = self.url

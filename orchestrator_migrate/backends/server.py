@@ -73,14 +73,24 @@ class ServerBackend:
         return operations + compilation.after()
 
     def _sql(self, conn: Connection, change: Change) -> list[str]:
-        from .ddl import rename_sql, render
+        from .ddl import ALTER_PARTS, rename_sql, render
 
         if change.fill is not None:
             return self.filled(conn, change)
         if change.kind in (ChangeKind.RENAME_TABLE, ChangeKind.RENAME_COLUMN):
             return rename_sql(conn.dialect, change)
         override = self.overrides().get(change.kind)
-        return override(conn, change) if override else render(conn.dialect, change.op)
+        if override is not None:
+            return override(conn, change)
+        if change.kind in ALTER_PARTS:
+            return self.alter_part(conn, change)
+        return render(conn.dialect, change.op)
+
+    def alter_part(self, conn: Connection, change: Change) -> list[str]:
+        """The statements of one part (type, default, nullability) of an ALTER COLUMN."""
+        from .ddl import only_part, render
+
+        return render(conn.dialect, only_part(change))
 
     def _rows(self, conn: Connection, change: Change) -> int | None:
         if change.kind not in self.rewrites:
@@ -122,8 +132,7 @@ class ServerBackend:
             " `orchestrator-migrate rollback --use-backup`"
         )
 
-    @staticmethod
-    def filled(conn: Connection, change: Change) -> list[str]:
+    def filled(self, conn: Connection, change: Change) -> list[str]:
         """The statements of an ADD_COLUMN or SET_NOT_NULL whose NULLs a fill answers for:
         the column nullable, its NULLs filled, then NOT NULL."""
         from alembic.operations import ops
@@ -134,7 +143,7 @@ class ServerBackend:
         table, column = q(change.table), q(str(change.column))
         if change.kind is ChangeKind.SET_NOT_NULL:
             update = f"UPDATE {table} SET {column} = ({change.fill}) WHERE {column} IS NULL"
-            return [update, *render(conn.dialect, change.op)]
+            return [update, *self.alter_part(conn, change)]
         model = change.op.column
         nullable = model._copy()
         nullable.nullable = True

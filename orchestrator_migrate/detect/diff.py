@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind
+from .defaults import defaults_differ
 from .types import widens
 
 if TYPE_CHECKING:
@@ -43,11 +44,21 @@ def diff(
     ) -> bool:
         return backend.types_differ(inspected_type, metadata_type)
 
+    def compare_default(
+        context: Any,
+        inspected_column: Any,
+        metadata_column: Any,
+        inspected_default: str | None,
+        metadata_default: Any,
+        rendered_metadata_default: str | None,
+    ) -> bool:
+        return defaults_differ(inspected_default, metadata_default, rendered_metadata_default)
+
     context = MigrationContext.configure(
         conn,
         opts={
             "compare_type": compare_type,
-            "compare_server_default": False,
+            "compare_server_default": compare_default,
             "include_name": include_name,
         },
     )
@@ -174,6 +185,16 @@ def _alter_column(op: Any, metadata: MetaData) -> Iterable[Change]:
             column=op.column_name,
             op=op,
             widening=wider,
+        )
+    if op.modify_server_default is not False:
+        new = op.modify_server_default
+        text = f"set default of {where} to {_default_text(new)}" if new is not None else ""
+        yield Change(
+            ChangeKind.ALTER_DEFAULT,
+            op.table_name,
+            text or f"drop default of {where}",
+            column=op.column_name,
+            op=op,
         )
     if op.modify_nullable is not None and not (column is not None and column.primary_key):
         kind = ChangeKind.DROP_NOT_NULL if op.modify_nullable else ChangeKind.SET_NOT_NULL

@@ -15,6 +15,7 @@ class ChangeKind(StrEnum):
     ADD_COLUMN = "add_column"
     DROP_COLUMN = "drop_column"
     ALTER_TYPE = "alter_type"
+    ALTER_DEFAULT = "alter_default"
     SET_NOT_NULL = "set_not_null"
     DROP_NOT_NULL = "drop_not_null"
     ADD_INDEX = "add_index"
@@ -69,6 +70,7 @@ KINDS: dict[ChangeKind, Kind] = {
     ChangeKind.ADD_COLUMN: Kind(Safety.SAFE, precheck=Precheck.NEW_NOT_NULL),
     ChangeKind.DROP_COLUMN: Kind(Safety.DESTRUCTIVE, removes=True, owner="columns"),
     ChangeKind.ALTER_TYPE: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.FITS),
+    ChangeKind.ALTER_DEFAULT: Kind(Safety.SAFE),
     ChangeKind.SET_NOT_NULL: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.NULLS),
     ChangeKind.DROP_NOT_NULL: Kind(Safety.SAFE),
     ChangeKind.ADD_INDEX: Kind(Safety.SAFE, precheck=Precheck.DUPLICATES),

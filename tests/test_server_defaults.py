@@ -1,0 +1,105 @@
+"""Server defaults on SQLite, PostgreSQL and MariaDB: set, changed and dropped by a run; every
+spelling a database hands back converges; a Python-side default is never one."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator_migrate import Outcome, check, migrate
+
+PREFIX = "MCP_TASK_ORCHESTRATOR_"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(ws, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ws.root)
+    for key in list(os.environ):
+        if key.startswith(PREFIX):
+            monkeypatch.delenv(key)
+
+
+def tasks(**defaults) -> sa.MetaData:
+    """tasks(id, status, priority, done, price, created) with the given server defaults."""
+    md = sa.MetaData()
+    sa.Table(
+        "tasks",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("status", sa.String(20), server_default=defaults.get("status")),
+        sa.Column("priority", sa.Integer, server_default=defaults.get("priority")),
+        sa.Column("done", sa.Boolean, server_default=defaults.get("done")),
+        sa.Column("price", sa.Numeric(8, 2), server_default=defaults.get("price")),
+        sa.Column("created", sa.DateTime, server_default=defaults.get("created")),
+        sa.Column("note", sa.Text, default="python side"),  # never a server default
+    )
+    return md
+
+
+EVERY_SPELLING = {
+    "status": "open",
+    "priority": "3",
+    "done": sa.false(),
+    "price": "1.50",
+    "created": sa.func.now(),
+}
+
+
+def run(db, ws, md: sa.MetaData):
+    return migrate(db_url=db.url, metadata=md, base_dir=str(ws.root))
+
+
+def planned(db, ws, md: sa.MetaData):
+    return check(db_url=db.url, metadata=md, base_dir=str(ws.root)).plan
+
+
+def insert_bare(db) -> None:
+    engine = db.engine()
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO tasks (id) VALUES (100)")
+    finally:
+        engine.dispose()
+
+
+def test_every_spelling_of_a_default_converges(ws, any_db):
+    md = tasks(**EVERY_SPELLING)
+    assert run(any_db, ws, md).outcome is Outcome.APPLIED
+    assert planned(any_db, ws, md).empty, planned(any_db, ws, md).to_dict()
+    assert run(any_db, ws, md).outcome is Outcome.UP_TO_DATE
+
+
+def test_defaults_set_changed_and_dropped_keep_the_rows(ws, any_db):
+    v1 = tasks(status="open", priority="3")
+    run(any_db, ws, v1)
+    any_db.sql("INSERT INTO tasks (id, status, priority) VALUES (1, 'mine', 9)")
+    v2 = tasks(status="new", done=sa.true(), created=sa.text("CURRENT_TIMESTAMP"))
+    plan = planned(any_db, ws, v2)
+    kinds = sorted((c.kind.value, c.column, c.safety.value) for c in plan.changes)
+    assert kinds == [
+        ("alter_default", "created", "safe"),
+        ("alter_default", "done", "safe"),
+        ("alter_default", "priority", "safe"),
+        ("alter_default", "status", "safe"),
+    ], plan.to_dict()
+    described = " ".join(op.description for op in plan.operations)
+    assert "set default of tasks.status to 'new'" in described
+    assert "drop default of tasks.priority" in described
+    assert run(any_db, ws, v2).outcome is Outcome.APPLIED
+    assert planned(any_db, ws, v2).empty
+    insert_bare(any_db)
+    rows = any_db.sql("SELECT id, status, priority, done FROM tasks ORDER BY id")
+    assert [r[:3] for r in rows] == [(1, "mine", 9), (100, "new", None)]
+    assert bool(rows[1][3]) is True
+    created = any_db.sql("SELECT created FROM tasks WHERE id = 100")
+    assert created[0][0] is not None
+
+
+def test_a_python_default_is_not_a_server_default(ws, any_db):
+    md = tasks()
+    run(any_db, ws, md)
+    assert planned(any_db, ws, md).empty
+    columns = any_db.columns("tasks")
+    assert columns["note"]["default"] in (None, "NULL")
