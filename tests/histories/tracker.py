@@ -13,9 +13,11 @@ v3 2019  users.auth_state removed; projects.name String(50) -> String(200); issu
          Integer -> BigInteger; api_tokens.expires_at
 v4 2020  users.user_info Text (the type of the removed auth_state); api_tokens.client_id, a
          foreign key to oauth_clients on an old table; issues.estimate Numeric(12, 2)
-v5 2021  oauth_codes and oauth_code_scopes removed together; groups.properties JSON; new
+v5 2021  issues.status server default 'open' -> 'new'; oauth_codes and oauth_code_scopes
+         removed together; groups.properties JSON; new
          milestones (server_default false) and issues.milestone_id, a foreign key to it
-v6 2022  issues.status String(50) -> String(20) (the data fits); users.is_service NOT NULL with
+v6 2022  issues.priority server default 3 -> 2; issues.status String(50) -> String(20) (the
+         data fits); users.is_service NOT NULL with
          only default=False; issues.external_id Uuid with an index; UNIQUE (project_id,
          number) on issues; api_tokens.note renamed to description (info renamed_from)
 v7 2023  new issue_links (Enum, two foreign keys to issues); issues.resolution, an Enum column
@@ -165,11 +167,15 @@ def _models(v: int) -> MetaData:
         number = Column(BigInteger if v >= 3 else Integer, nullable=False)
         title = Column(String(200), nullable=False)
         # v6: narrowed from String(50); every status fits
-        status = Column(String(20 if v >= 6 else 50), nullable=False, server_default="open")
+        # v5: its server default changes from 'open' to 'new'
+        status = Column(
+            String(20 if v >= 6 else 50), nullable=False, server_default="new" if v >= 5 else "open"
+        )
         reporter_id = Column(Integer, ForeignKey("users.id"))
         created = Column(DateTime, default=utcnow)
         if v >= 2:
-            priority = Column(Integer, nullable=False, server_default="3")
+            # v6: its server default changes from 3 to 2
+            priority = Column(Integer, nullable=False, server_default="2" if v >= 6 else "3")
         if v >= 4:
             estimate = Column(Numeric(12, 2))
         if v >= 5:
