@@ -31,7 +31,12 @@ _NUMERIC = re.compile(r"^NUMERIC\b")
 _CHARSET = re.compile(r" (?:CHARACTER SET|COLLATE) \w+")
 # Spellings the server reports for what SQLAlchemy compiles otherwise: MariaDB's JSON is a
 # LONGTEXT (with a json_valid CHECK), and a UUID column (10.7+) is what Uuid means on MySQL.
-_ALIASES = {"INT": "INTEGER", "JSON": "LONGTEXT", "UUID": "CHAR(32)"}
+_ALIASES = {
+    "INT": "INTEGER",
+    "JSON": "LONGTEXT",
+    "UUID": "CHAR(32)",
+    "DECIMAL": "DECIMAL(10, 0)",  # the server's default precision
+}
 
 
 def _spelling(type_: Any) -> str:
