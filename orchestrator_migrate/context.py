@@ -53,6 +53,8 @@ def models_fingerprint(run: Run, engine: Engine) -> str:
     digest = hashlib.sha256(f"{__version__}\0{sorted(run.settings.ignore_tables)}\n".encode())
     for table in sorted(run.metadata.sorted_tables, key=lambda t: t.key):
         digest.update(str(CreateTable(table).compile(dialect=engine.dialect)).encode())
+        # DDL names a native enum type without its values: they count too.
+        digest.update(repr([repr(c.type) for c in table.columns]).encode())
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             digest.update(str(CreateIndex(index).compile(dialect=engine.dialect)).encode())
     return digest.hexdigest()

@@ -103,3 +103,39 @@ def test_a_python_default_is_not_a_server_default(ws, any_db):
     assert planned(any_db, ws, md).empty
     columns = any_db.columns("tasks")
     assert columns["note"]["default"] in (None, "NULL")
+
+
+def colours(*values: str, native: bool = True) -> sa.MetaData:
+    md = sa.MetaData()
+    sa.Table(
+        "paints",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("colour", sa.Enum(*values, name="colour", native_enum=native, length=20)),
+    )
+    return md
+
+
+def test_a_value_added_to_an_enum_is_usable_after_the_run(ws, any_db):
+    v1, v2 = colours("red", "green"), colours("red", "green", "blue")
+    run(any_db, ws, v1)
+    any_db.sql("INSERT INTO paints (id, colour) VALUES (1, 'red')")
+    plan = planned(any_db, ws, v2)
+    if any_db.kind == "sqlite":
+        assert plan.empty  # a VARCHAR on SQLite: any value fits
+    else:
+        assert [c.safety.value for c in plan.changes] == ["safe"], plan.to_dict()
+        assert run(any_db, ws, v2).outcome is Outcome.APPLIED
+    assert planned(any_db, ws, v2).empty
+    any_db.sql("INSERT INTO paints (id, colour) VALUES (2, 'blue')")
+    assert any_db.sql("SELECT id, colour FROM paints ORDER BY id") == [(1, "red"), (2, "blue")]
+
+
+def test_a_value_removed_from_an_enum_is_not_safe(ws, any_db):
+    v1, v2 = colours("red", "green", "blue"), colours("red", "green")
+    run(any_db, ws, v1)
+    plan = planned(any_db, ws, v2)
+    if any_db.kind == "mysql":  # an ENUM column: MODIFY, checked against the data
+        assert [c.safety.value for c in plan.changes] == ["data-dependent"], plan.to_dict()
+    else:  # PostgreSQL keeps the value (rows and old replicas may use it); SQLite: a VARCHAR
+        assert plan.empty, plan.to_dict()

@@ -46,6 +46,9 @@ class Backend(Protocol):
     def same_kind(self, dropped_type: Any, added_type: Any) -> bool:
         """Whether a dropped and an added column hold the same kind of value (a likely rename)."""
 
+    def more_changes(self, conn: Connection, metadata: MetaData) -> list[Change]:
+        """Differences Alembic's comparison does not report (PostgreSQL: new enum values)."""
+
     def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
         """A stable hash of the database schema (not its data), without our own tables."""
 

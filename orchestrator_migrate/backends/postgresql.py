@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Enum
+from sqlalchemy import Enum, MetaData, inspect
 from sqlalchemy.engine import Connection
 
 from ..model.changes import Change, ChangeKind
@@ -55,6 +55,14 @@ def _alter_type(conn: Connection, change: Change) -> list[str]:
     table, column = q(change.table), q(str(change.column))
     new = change.op.modify_type.compile(dialect=conn.dialect)
     return [f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {new} USING {column}::{new}"]
+
+
+def _add_enum_values(conn: Connection, change: Change) -> list[str]:
+    # In a transaction from PostgreSQL 12; a new value is usable once the transaction commits.
+    q = conn.dialect.identifier_preparer.quote
+    name = q(str(change.name))
+    values = ["'" + value.replace("'", "''") + "'" for value in change.values]
+    return [f"ALTER TYPE {name} ADD VALUE IF NOT EXISTS {value}" for value in values]
 
 
 class _EnumCompilation(Compilation):
@@ -124,6 +132,9 @@ class PostgreSQLBackend(ServerBackend):
             "SELECT conrelid::regclass::text, conname || ' ' || pg_get_constraintdef(oid)"
             " FROM pg_constraint WHERE connamespace = current_schema()::regnamespace"
             " AND conrelid <> 0 ORDER BY 1, conname",
+            "SELECT t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)"
+            " FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid"
+            " WHERE t.typnamespace = current_schema()::regnamespace GROUP BY t.typname ORDER BY 1",
         )
         return schema_hash(conn, queries, ignore)
 
@@ -134,7 +145,31 @@ class PostgreSQLBackend(ServerBackend):
             ChangeKind.DROP_NOT_NULL: _drop_not_null,
             ChangeKind.RETIRE_COLUMN: _drop_not_null,
             ChangeKind.ALTER_TYPE: _alter_type,
+            ChangeKind.ADD_ENUM_VALUE: _add_enum_values,
         }
+
+    def more_changes(self, conn: Connection, metadata: MetaData) -> list[Change]:
+        """Values the models' native enums have and the database's enum types lack. (A value
+        the models no longer have stays: rows may hold it, and old replicas write it.)"""
+        inspector: Any = inspect(conn)  # the PostgreSQL inspector has get_enums
+        labels = {e["name"]: e["labels"] for e in inspector.get_enums() if e["visible"]}
+        found: dict[str, Change] = {}
+        for table in metadata.sorted_tables:
+            for column in table.columns:
+                type_ = column.type
+                if not isinstance(type_, Enum) or not type_.native_enum or not type_.name:
+                    continue
+                new = tuple(v for v in type_.enums if v not in labels.get(type_.name, type_.enums))
+                if new and type_.name not in found:
+                    found[type_.name] = Change(
+                        ChangeKind.ADD_ENUM_VALUE,
+                        table.name,
+                        f"add {', '.join(repr(v) for v in new)} to enum type {type_.name}",
+                        column=column.name,
+                        name=type_.name,
+                        values=new,
+                    )
+        return list(found.values())
 
     def reset_sequence(self, conn: Connection, table: str, column: str) -> None:
         # An explicit id leaves the serial behind; the next row must not reuse an id.

@@ -52,6 +52,9 @@ class ServerBackend:
         """This dialect's own SQL for some kinds; the rest is Alembic's rendering of the op."""
         return {}
 
+    def more_changes(self, conn: Connection, metadata: MetaData) -> list[Change]:
+        return []
+
     def compile(
         self, conn: Connection, changes: Sequence[Change], metadata: MetaData
     ) -> list[Operation]:

@@ -65,7 +65,7 @@ def diff(
     script = produce_migrations(context, metadata)
     upgrade = script.upgrade_ops
     assert upgrade is not None
-    return list(_changes(upgrade.ops, metadata))
+    return [*_changes(upgrade.ops, metadata), *backend.more_changes(conn, metadata)]
 
 
 def _changes(operations: Iterable[ops.MigrateOperation], metadata: MetaData) -> Iterable[Change]:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Integer, Numeric, SmallInteger, String, Text
+from sqlalchemy import BigInteger, Enum, Float, Integer, Numeric, SmallInteger, String, Text
 
 
 def widens(old: Any, new: Any) -> bool:
-    """True for a longer VARCHAR, VARCHAR to TEXT, a larger integer, more NUMERIC digits."""
+    """True for a longer VARCHAR, VARCHAR to TEXT, a larger integer, more NUMERIC digits, an
+    enum with more values."""
+    if isinstance(old, Enum) or isinstance(new, Enum):
+        kept = set(getattr(old, "enums", ()) or ())
+        return isinstance(old, Enum) and isinstance(new, Enum) and kept <= set(new.enums)
     if isinstance(old, String) and isinstance(new, String):
         return _longer(old, new)
     if isinstance(old, Integer) and isinstance(new, Integer):

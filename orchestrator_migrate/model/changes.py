@@ -16,6 +16,7 @@ class ChangeKind(StrEnum):
     DROP_COLUMN = "drop_column"
     ALTER_TYPE = "alter_type"
     ALTER_DEFAULT = "alter_default"
+    ADD_ENUM_VALUE = "add_enum_value"
     SET_NOT_NULL = "set_not_null"
     DROP_NOT_NULL = "drop_not_null"
     ADD_INDEX = "add_index"
@@ -71,6 +72,7 @@ KINDS: dict[ChangeKind, Kind] = {
     ChangeKind.DROP_COLUMN: Kind(Safety.DESTRUCTIVE, removes=True, owner="columns"),
     ChangeKind.ALTER_TYPE: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.FITS),
     ChangeKind.ALTER_DEFAULT: Kind(Safety.SAFE),
+    ChangeKind.ADD_ENUM_VALUE: Kind(Safety.SAFE, sql_reversible=False),
     ChangeKind.SET_NOT_NULL: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.NULLS),
     ChangeKind.DROP_NOT_NULL: Kind(Safety.SAFE),
     ChangeKind.ADD_INDEX: Kind(Safety.SAFE, precheck=Precheck.DUPLICATES),
@@ -103,6 +105,8 @@ class Change:
     columns: tuple[str, ...] = ()
     # An ALTER_TYPE that every old value fits (a longer VARCHAR, a larger integer, ...).
     widening: bool = False
+    # The values an ADD_ENUM_VALUE adds to the enum type it names.
+    values: tuple[str, ...] = ()
 
     @property
     def destructive(self) -> bool:

@@ -189,7 +189,12 @@ def _ordered(conn: Connection, changes: list[Change]) -> list[Change]:
 
 # A rename first (its table's other changes were planned before it), type changes next (a new
 # table may refer to a widened key), and columns dropped after their indexes and constraints.
-_PHASE = {ChangeKind.RENAME_TABLE: -1, ChangeKind.ALTER_TYPE: 0, ChangeKind.DROP_COLUMN: 2}
+_PHASE = {
+    ChangeKind.ADD_ENUM_VALUE: -2,
+    ChangeKind.RENAME_TABLE: -1,
+    ChangeKind.ALTER_TYPE: 0,
+    ChangeKind.DROP_COLUMN: 2,
+}
 
 
 def _counted(conn: Connection, change: Change) -> Change:
