@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    CheckConstraint,
     Column,
     ForeignKeyConstraint,
     Integer,
@@ -300,8 +301,8 @@ class SQLiteBackend:
 
     @staticmethod
     def _keep_foreign_constraints(conn: Connection, target: Table, changes: list[Change]) -> None:
-        """Carry over UNIQUE and FOREIGN KEY constraints the database has and the models do
-        not (a DBA's), unless this plan drops them (they were ours)."""
+        """Carry over UNIQUE, named CHECK and FOREIGN KEY constraints the database has and the
+        models do not (a DBA's), unless this plan drops them (they were ours)."""
         dropping = {
             c.dropped_signature
             for c in changes
@@ -319,6 +320,14 @@ class SQLiteBackend:
             sig = constraint_signature(target.name, "unique", cols)
             if sig not in modelled | dropping and all(c in target.c for c in cols):
                 target.append_constraint(UniqueConstraint(*cols))
+        dropping_checks = {c.name for c in changes if c.kind is ChangeKind.DROP_CHECK}
+        modelled_checks = {
+            str(con.name) for con in target.constraints if isinstance(con, CheckConstraint)
+        }
+        for ck in insp.get_check_constraints(target.name):
+            name = ck.get("name")
+            if name and name not in modelled_checks | dropping_checks:
+                target.append_constraint(CheckConstraint(text(ck["sqltext"]), name=name))
         for fk in insp.get_foreign_keys(target.name):
             cols, referred = list(fk["constrained_columns"]), fk["referred_table"]
             sig = constraint_signature(target.name, "fk", cols)

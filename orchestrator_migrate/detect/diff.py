@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind
+from .checks import check_changes
 from .defaults import defaults_differ
 from .types import widens
 
@@ -65,7 +66,8 @@ def diff(
     script = produce_migrations(context, metadata)
     upgrade = script.upgrade_ops
     assert upgrade is not None
-    return [*_changes(upgrade.ops, metadata), *backend.more_changes(conn, metadata)]
+    checks = check_changes(conn, metadata, lambda name: include_name(name, "table", None))
+    return [*_changes(upgrade.ops, metadata), *checks, *backend.more_changes(conn, metadata)]
 
 
 def _changes(operations: Iterable[ops.MigrateOperation], metadata: MetaData) -> Iterable[Change]:

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import MetaData
+from sqlalchemy import CheckConstraint, MetaData
 
 from ..model.attempt import Attempt, elapsed_ms
 from ..model.changes import constraint_signature
@@ -66,7 +66,21 @@ def owned_objects(metadata: MetaData) -> dict[str, list[str]]:
         for kind in [_KINDS.get(type(con).__name__)]
         if kind
     )
-    return {"tables": tables, "columns": columns, "indexes": indexes, "constraints": constraints}
+    checks = sorted(
+        str(con.name)
+        for t in metadata.sorted_tables
+        for con in t.constraints
+        if isinstance(con, CheckConstraint)
+        and not getattr(con, "_type_bound", False)
+        and isinstance(con.name, str)
+    )
+    return {
+        "tables": tables,
+        "columns": columns,
+        "indexes": indexes,
+        "constraints": constraints,
+        "checks": checks,
+    }
 
 
 _KINDS = {"UniqueConstraint": "unique", "ForeignKeyConstraint": "fk"}

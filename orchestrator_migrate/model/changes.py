@@ -23,6 +23,8 @@ class ChangeKind(StrEnum):
     DROP_INDEX = "drop_index"
     ADD_UNIQUE = "add_unique"
     DROP_UNIQUE = "drop_unique"
+    ADD_CHECK = "add_check"
+    DROP_CHECK = "drop_check"
     ADD_FK = "add_foreign_key"
     DROP_FK = "drop_foreign_key"
     RENAME_COLUMN = "rename_column"
@@ -52,6 +54,7 @@ class Precheck(StrEnum):
     DUPLICATES = "duplicates"  # UNIQUE over duplicates
     ORPHANS = "orphans"  # a foreign key over rows that reference nothing
     FITS = "fits"  # a narrower type over values that do not fit it
+    CHECK = "check"  # a CHECK over rows that violate it
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ KINDS: dict[ChangeKind, Kind] = {
     ChangeKind.DROP_INDEX: Kind(Safety.SAFE, owner="indexes"),
     ChangeKind.ADD_UNIQUE: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.DUPLICATES),
     ChangeKind.DROP_UNIQUE: Kind(Safety.SAFE, owner="constraints"),
+    ChangeKind.ADD_CHECK: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.CHECK),
+    ChangeKind.DROP_CHECK: Kind(Safety.SAFE, owner="checks"),
     ChangeKind.ADD_FK: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.ORPHANS),
     ChangeKind.DROP_FK: Kind(Safety.SAFE, owner="constraints"),
     ChangeKind.RENAME_COLUMN: Kind(Safety.SAFE),

@@ -223,10 +223,38 @@ def _fits(reader: _Reader, change: Change) -> Refusal | None:
     )
 
 
+def _violations(reader: _Reader, change: Change) -> Refusal | None:
+    """A CHECK over rows that violate it (NULL passes a CHECK, as in the database)."""
+    condition = change.op.condition
+    if not isinstance(condition, str):
+        dialect = reader.conn.dialect
+        condition = str(condition.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    where = f"NOT ({condition})"
+    try:
+        with reader.conn.begin_nested():
+            count = reader.scalar(
+                f"SELECT count(*) FROM {reader.quote(change.table)} WHERE {where}"
+            )
+    except Exception:  # it reads a column the plan adds: the database checks it when adding
+        return None
+    if not count:
+        return None
+    keys = _keys(reader, change.table, where)
+    return Refusal(
+        change.table,
+        None,
+        count,
+        keys,
+        f"cannot add check {change.name} on {change.table}: {count} rows violate ({condition})"
+        f"{_shown(keys, change.table, reader)}; fix them first",
+    )
+
+
 _CHECKS: dict[Precheck, Callable[[_Reader, Change], Refusal | None]] = {
     Precheck.NEW_NOT_NULL: _not_null_column_without_default,
     Precheck.NULLS: _nulls,
     Precheck.DUPLICATES: _unique,
     Precheck.ORPHANS: _orphans,
     Precheck.FITS: _fits,
+    Precheck.CHECK: _violations,
 }

@@ -116,6 +116,7 @@ _OWNED_AS: dict[str, Callable[[Change], str | None]] = {
     "columns": lambda c: f"{c.table}.{c.column}",
     "indexes": lambda c: c.name,
     "constraints": lambda c: c.dropped_signature,
+    "checks": lambda c: c.name,
 }
 
 

@@ -1,0 +1,94 @@
+"""Named CHECK constraints on SQLite, PostgreSQL and MariaDB: added over data that fits, refused
+over rows that violate them (counted), dropped when the models made them, a DBA's kept."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator_migrate import Outcome, RefusedChange, check, migrate
+
+PREFIX = "MCP_TASK_ORCHESTRATOR_"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(ws, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ws.root)
+    for key in list(os.environ):
+        if key.startswith(PREFIX):
+            monkeypatch.delenv(key)
+
+
+def items(*checks: sa.CheckConstraint) -> sa.MetaData:
+    md = sa.MetaData(naming_convention={"ck": "ck_%(table_name)s_%(constraint_name)s"})
+    sa.Table(
+        "items",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("qty", sa.Integer),
+        sa.Column("flag", sa.Boolean(create_constraint=True, name="flag_bool")),
+        *checks,
+    )
+    return md
+
+
+def positive() -> sa.CheckConstraint:
+    return sa.CheckConstraint("qty >= 0", name="qty_positive")
+
+
+def settings(db, ws) -> dict:
+    return {"db_url": db.url, "base_dir": str(ws.root)}
+
+
+def test_a_check_added_over_fitting_rows_is_applied_and_converges(ws, any_db):
+    migrate(metadata=items(), **settings(any_db, ws))
+    assert not check(metadata=items(), **settings(any_db, ws)).migration_needed
+    any_db.sql("INSERT INTO items (id, qty) VALUES (1, 5), (2, NULL)")
+    plan = check(metadata=items(positive()), **settings(any_db, ws)).plan
+    assert [(c.kind.value, c.safety.value) for c in plan.changes] == [
+        ("add_check", "data-dependent")
+    ]
+    assert migrate(metadata=items(positive()), **settings(any_db, ws)).outcome is Outcome.APPLIED
+    assert not check(metadata=items(positive()), **settings(any_db, ws)).migration_needed
+    with pytest.raises(sa.exc.DBAPIError):
+        any_db.sql("INSERT INTO items (id, qty) VALUES (3, -1)")
+
+
+def test_a_check_over_violating_rows_is_refused_with_the_count(ws, any_db):
+    migrate(metadata=items(), **settings(any_db, ws))
+    any_db.sql("INSERT INTO items (id, qty) VALUES (1, -5), (2, 3), (3, -1)")
+    with pytest.raises(RefusedChange, match="2 rows violate") as refused:
+        migrate(metadata=items(positive()), **settings(any_db, ws))
+    assert refused.value.refusals[0].sample_keys == [1, 3]
+    any_db.sql("INSERT INTO items (id, qty) VALUES (4, -7)")  # still no CHECK
+
+
+def add_dba_check(db) -> None:
+    """A DBA's CHECK, added by hand (on SQLite, which cannot ALTER one in, by a rebuild)."""
+    constraint = "CONSTRAINT dba_qty_small CHECK (qty < 1000)"
+    if db.kind != "sqlite":
+        db.sql(f"ALTER TABLE items ADD {constraint}")
+        return
+    [(create,)] = db.sql("SELECT sql FROM sqlite_master WHERE name = 'items'")
+    create = create.rstrip()[:-1].rstrip() + f", {constraint})"
+    create = create.replace("CREATE TABLE items", "CREATE TABLE items_dba", 1)
+    db.sql(
+        create,
+        "INSERT INTO items_dba SELECT * FROM items",
+        "DROP TABLE items",
+        "ALTER TABLE items_dba RENAME TO items",
+    )
+
+
+def test_a_check_the_models_dropped_goes_and_a_dbas_stays(ws, any_db):
+    migrate(metadata=items(positive()), **settings(any_db, ws))
+    add_dba_check(any_db)
+    plan = check(metadata=items(), **settings(any_db, ws)).plan
+    assert [c.name for c in plan.changes] == ["ck_items_qty_positive"], plan.to_dict()
+    assert migrate(metadata=items(), **settings(any_db, ws)).outcome is Outcome.APPLIED
+    any_db.sql("INSERT INTO items (id, qty) VALUES (1, -1)")  # the models' CHECK is gone
+    with pytest.raises(sa.exc.DBAPIError):
+        any_db.sql("INSERT INTO items (id, qty) VALUES (2, 5000)")  # the DBA's holds
+    assert not check(metadata=items(), **settings(any_db, ws)).migration_needed
