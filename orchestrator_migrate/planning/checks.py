@@ -72,24 +72,26 @@ def initial_value(change: Change) -> str:
     return text if isinstance(text, str) else "NULL"
 
 
-def _keys(reader: _Reader, table: str, where: str) -> list[object]:
-    """A few primary keys of the rows that match where."""
+def _rows_that_break(
+    reader: _Reader, change: Change, where: str, why: Callable[[int], str], advice: str
+) -> Refusal | None:
+    """A refusal naming the rows of change.table that match where: why(count), a few of their
+    primary keys, then the advice; None when no row matches."""
+    table = change.table
+    count = reader.scalar(f"SELECT count(*) FROM {reader.quote(table)} WHERE {where}")
+    if not count:
+        return None
     pk = inspect(reader.conn).get_pk_constraint(table).get("constrained_columns") or []
-    if not pk:
-        return []
-    cols = ", ".join(reader.quote(c) for c in pk)
-    rows = reader.conn.exec_driver_sql(
-        f"SELECT {cols} FROM {reader.quote(table)} WHERE {where} ORDER BY {cols}"
-        f" LIMIT {SAMPLE_KEYS}"
-    ).all()
-    return [r[0] if len(r) == 1 else tuple(r) for r in rows]
-
-
-def _shown(keys: Sequence[object], table: str, reader: _Reader) -> str:
-    if not keys:
-        return ""
-    pk = inspect(reader.conn).get_pk_constraint(table).get("constrained_columns") or []
-    return f" (e.g. {'/'.join(pk)} = {', '.join(str(k) for k in keys)})"
+    keys: list[object] = []
+    if pk:
+        cols = ", ".join(reader.quote(c) for c in pk)
+        rows = reader.conn.exec_driver_sql(
+            f"SELECT {cols} FROM {reader.quote(table)} WHERE {where} ORDER BY {cols}"
+            f" LIMIT {SAMPLE_KEYS}"
+        ).all()
+        keys = [r[0] if len(r) == 1 else tuple(r) for r in rows]
+    shown = f" (e.g. {'/'.join(pk)} = {', '.join(str(k) for k in keys)})" if keys else ""
+    return Refusal(table, change.column, count, keys, f"{why(count)}{shown}; {advice}")
 
 
 def _not_null_column_without_default(reader: _Reader, change: Change) -> Refusal | None:
@@ -119,19 +121,14 @@ def _not_null_column_without_default(reader: _Reader, change: Change) -> Refusal
 def _nulls(reader: _Reader, change: Change) -> Refusal | None:
     if change.fill is not None or not change.column:
         return None  # the fill answers for the NULLs
-    where = f"{reader.column(change.table, change.column)} IS NULL"
-    count = reader.scalar(f"SELECT count(*) FROM {reader.quote(change.table)} WHERE {where}")
-    if not count:
-        return None
-    keys = _keys(reader, change.table, where)
-    return Refusal(
-        change.table,
-        change.column,
-        count,
-        keys,
-        f"cannot set NOT NULL on {change.table}.{change.column}: {count} rows hold NULL"
-        f"{_shown(keys, change.table, reader)}; fill them first or add"
-        " info={'backfill': <SQL expression>} to the column",
+    return _rows_that_break(
+        reader,
+        change,
+        f"{reader.column(change.table, change.column)} IS NULL",
+        lambda count: (
+            f"cannot set NOT NULL on {change.table}.{change.column}: {count} rows hold NULL"
+        ),
+        "fill them first or add info={'backfill': <SQL expression>} to the column",
     )
 
 
@@ -209,17 +206,14 @@ def _fits(reader: _Reader, change: Change) -> Refusal | None:
         where, what = f"({value} >= {top} OR {value} < {-top})", f"do not fit {new}"
     else:
         return None  # the database converts, or the plan fails and is rolled back
-    count = reader.scalar(f"SELECT count(*) FROM {reader.quote(change.table)} WHERE {where}")
-    if not count:
-        return None
-    keys = _keys(reader, change.table, where)
-    return Refusal(
-        change.table,
-        change.column,
-        count,
-        keys,
-        f"cannot change {change.table}.{change.column} to {new}: {count} values {what}"
-        f"{_shown(keys, change.table, reader)}; shorten them first or keep the wider type",
+    return _rows_that_break(
+        reader,
+        change,
+        where,
+        lambda count: (
+            f"cannot change {change.table}.{change.column} to {new}: {count} values {what}"
+        ),
+        "shorten them first or keep the wider type",
     )
 
 
@@ -229,25 +223,17 @@ def _violations(reader: _Reader, change: Change) -> Refusal | None:
     if not isinstance(condition, str):
         dialect = reader.conn.dialect
         condition = str(condition.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    where = f"NOT ({condition})"
+
+    def why(count: int) -> str:
+        return (
+            f"cannot add check {change.name} on {change.table}: {count} rows violate ({condition})"
+        )
+
     try:
         with reader.conn.begin_nested():
-            count = reader.scalar(
-                f"SELECT count(*) FROM {reader.quote(change.table)} WHERE {where}"
-            )
+            return _rows_that_break(reader, change, f"NOT ({condition})", why, "fix them first")
     except Exception:  # it reads a column the plan adds: the database checks it when adding
         return None
-    if not count:
-        return None
-    keys = _keys(reader, change.table, where)
-    return Refusal(
-        change.table,
-        None,
-        count,
-        keys,
-        f"cannot add check {change.name} on {change.table}: {count} rows violate ({condition})"
-        f"{_shown(keys, change.table, reader)}; fix them first",
-    )
 
 
 _CHECKS: dict[Precheck, Callable[[_Reader, Change], Refusal | None]] = {
