@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import MetaData
+from sqlalchemy import Enum, MetaData
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -54,7 +54,9 @@ def models_fingerprint(run: Run, engine: Engine) -> str:
     for table in sorted(run.metadata.sorted_tables, key=lambda t: t.key):
         digest.update(str(CreateTable(table).compile(dialect=engine.dialect)).encode())
         # DDL names a native enum type without its values: they count too.
-        digest.update(repr([repr(c.type) for c in table.columns]).encode())
+        enums = [(c.name, c.type.enums) for c in table.columns if isinstance(c.type, Enum)]
+        if enums:
+            digest.update(repr(enums).encode())
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             digest.update(str(CreateIndex(index).compile(dialect=engine.dialect)).encode())
     return digest.hexdigest()

@@ -8,21 +8,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from alembic.operations import ops
-from sqlalchemy import CheckConstraint, MetaData, Table, inspect
+from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection
 
 from ..model.changes import Change, ChangeKind
-
-
-def modelled_checks(table: Table) -> dict[str, CheckConstraint]:
-    """The named CHECKs a model table declares itself, by name."""
-    return {
-        str(con.name): con
-        for con in table.constraints
-        if isinstance(con, CheckConstraint)
-        and not getattr(con, "_type_bound", False)
-        and isinstance(con.name, str)
-    }
+from ..model.tablecopy import named_checks
 
 
 def check_changes(
@@ -35,7 +25,7 @@ def check_changes(
     for table in metadata.sorted_tables:
         if table.name not in existing or not included(table.name):
             continue
-        model = modelled_checks(table)
+        model = named_checks(table)
         reflected: Any = insp.get_check_constraints(table.name)
         present = {str(c["name"]) for c in reflected if c.get("name")}
         for name, con in model.items():

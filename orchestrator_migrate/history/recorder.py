@@ -74,12 +74,11 @@ class Recorder:
         self.record(conn, self.row(attempt, outcome, error=error))
 
     def record_applied(self, conn: Connection, attempt: Attempt, fp_after: str) -> int:
-        """Record a verified run and the state it leaves; returns the history id."""
-        self.ensure(conn)
-        self.clear_in_progress(conn)
-        history_id = self.record(conn, self.row(attempt, Outcome.APPLIED, fp_after))
+        """Record a verified run and the state it leaves (which makes sure the tables are there);
+        returns the history id."""
         self.save_state(conn, attempt.models_fingerprint, fp_after, attempt.plan)
-        return history_id
+        self.clear_in_progress(conn)
+        return self.record(conn, self.row(attempt, Outcome.APPLIED, fp_after))
 
     def record_undo(
         self,

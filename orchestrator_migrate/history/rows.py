@@ -7,12 +7,13 @@ import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import CheckConstraint, MetaData
+from sqlalchemy import MetaData
 
 from ..model.attempt import Attempt, elapsed_ms
 from ..model.changes import constraint_signature
 from ..model.entries import HistoryEntry
 from ..model.outcome import Outcome
+from ..model.tablecopy import named_checks
 from ..version import __version__
 
 Clock = Callable[[], datetime]
@@ -66,14 +67,7 @@ def owned_objects(metadata: MetaData) -> dict[str, list[str]]:
         for kind in [_KINDS.get(type(con).__name__)]
         if kind
     )
-    checks = sorted(
-        str(con.name)
-        for t in metadata.sorted_tables
-        for con in t.constraints
-        if isinstance(con, CheckConstraint)
-        and not getattr(con, "_type_bound", False)
-        and isinstance(con.name, str)
-    )
+    checks = sorted(name for t in metadata.sorted_tables for name in named_checks(t))
     return {
         "tables": tables,
         "columns": columns,

@@ -1,4 +1,5 @@
-"""Copies of model tables that keep the names the models give their constraints and indexes.
+"""Model tables by name: copies that keep the names the models give their constraints and
+indexes, and the named CHECKs a table declares.
 
 `Table.to_metadata` rebuilds a column's `unique=True` and `index=True` in the new MetaData, whose
 naming convention (usually none) then names them: a copy into a plain MetaData loses the names a
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Index, MetaData, Table
+from sqlalchemy import CheckConstraint, Index, MetaData, Table
 from sqlalchemy.sql.naming import conv
 
 
@@ -36,3 +37,15 @@ def copy_table(table: Table, into: MetaData, name: str | None = None) -> Table:
 def _signature(item: Any) -> tuple[str, tuple[str, ...]]:
     columns = item.expressions if isinstance(item, Index) else item.columns
     return type(item).__name__, tuple(str(getattr(c, "name", c)) for c in columns)
+
+
+def named_checks(table: Table) -> dict[str, CheckConstraint]:
+    """The named CHECKs a model table declares itself (not those a Boolean or Enum type emits),
+    by name: the ones compared with the database and recorded as ours."""
+    return {
+        str(con.name): con
+        for con in table.constraints
+        if isinstance(con, CheckConstraint)
+        and not getattr(con, "_type_bound", False)
+        and isinstance(con.name, str)
+    }
