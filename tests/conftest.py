@@ -129,6 +129,16 @@ def ws(tmp_path: Path) -> Workspace:
     return Workspace(tmp_path)
 
 
+@pytest.fixture
+def api_env(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For in-process API calls: the workspace is the current directory, and no
+    MCP_TASK_ORCHESTRATOR_* variable from outside leaks into the settings."""
+    monkeypatch.chdir(ws.root)
+    for key in list(os.environ):
+        if key.upper().startswith(PREFIX):
+            monkeypatch.delenv(key)
+
+
 WriteModels = Callable[[str, str], str]
 
 

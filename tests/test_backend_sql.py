@@ -17,7 +17,6 @@ change (a NOT NULL column without a default over rows is refused before anything
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,15 +36,7 @@ from orchestrator_migrate import (
     migrate,
 )
 
-PREFIX = "MCP_TASK_ORCHESTRATOR_"
-
-
-@pytest.fixture(autouse=True)
-def _isolated(ws, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ws.root)
-    for key in list(os.environ):
-        if key.startswith(PREFIX):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("api_env")
 
 
 # --- models -------------------------------------------------------------------------------

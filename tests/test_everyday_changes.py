@@ -6,7 +6,6 @@ default, a retired column's constraints, and what a refused or failed run report
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from decimal import Decimal
 
@@ -23,14 +22,7 @@ from orchestrator_migrate import (
 )
 
 PREFIX = "MCP_TASK_ORCHESTRATOR_"
-
-
-@pytest.fixture(autouse=True)
-def _isolated(ws, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ws.root)
-    for key in list(os.environ):
-        if key.startswith(PREFIX):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("api_env")
 
 
 def run(db, ws, md: sa.MetaData, **overrides):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import decimal
-import os
 import traceback
 from collections import Counter
 from collections.abc import Iterator
@@ -35,19 +34,13 @@ from sqlalchemy.pool import NullPool
 
 from orchestrator_migrate import MigrateError, check, migrate
 
-PREFIX = "MCP_TASK_ORCHESTRATOR_"
 HISTORIES = [blog.HISTORY, tracker.HISTORY]
 SHOWN = 12  # differences shown per kind of problem
 
-pytestmark = pytest.mark.filterwarnings("ignore:Dialect sqlite.*Decimal")
-
-
-@pytest.fixture(autouse=True)
-def _isolated(ws, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ws.root)
-    for key in list(os.environ):
-        if key.upper().startswith(PREFIX):
-            monkeypatch.delenv(key)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Dialect sqlite.*Decimal"),
+    pytest.mark.usefixtures("api_env"),
+]
 
 
 def _engine(url: str | sa.URL) -> sa.Engine:

@@ -3,22 +3,12 @@ spelling a database hands back converges; a Python-side default is never one."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import sqlalchemy as sa
 
 from orchestrator_migrate import Outcome, check, migrate
 
-PREFIX = "MCP_TASK_ORCHESTRATOR_"
-
-
-@pytest.fixture(autouse=True)
-def _isolated(ws, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ws.root)
-    for key in list(os.environ):
-        if key.startswith(PREFIX):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("api_env")
 
 
 def tasks(**defaults) -> sa.MetaData:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 
 import pytest
 import sqlalchemy as sa
@@ -12,15 +11,7 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from orchestrator_migrate import Outcome, check, migrate
 
-PREFIX = "MCP_TASK_ORCHESTRATOR_"
-
-
-@pytest.fixture(autouse=True)
-def _isolated(ws, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ws.root)
-    for key in list(os.environ):
-        if key.startswith(PREFIX):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("api_env")
 
 
 GENERIC = {
