@@ -349,3 +349,11 @@ def test_password_is_never_printed_by_the_real_process(
     args, env = VARIANTS[variant]
     result = ws.cli(command, *args, env={**env, PREFIX + "DB_URL": url, PREFIX + "MODELS": ref})
     _check_secret_result(result, args)
+
+
+def test_a_database_driver_that_is_not_installed_is_a_usage_error_naming_it(ws):
+    ref = ws.write_models("drv", "import sqlalchemy as sa\nmd = sa.MetaData()\n")
+    out = ws.cli("check", "--models", ref, "--db-url", "mysql+mysqldb://root@127.0.0.1/test")
+    assert out.returncode == 2, out.output
+    assert "its driver 'mysqldb' is not installed" in out.stderr, out.output
+    assert "orchestrator-migrate[mysql]" in out.stderr, out.output

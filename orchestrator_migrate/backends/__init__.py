@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..model.errors import ConfigError
 from .base import Backend
@@ -30,9 +30,16 @@ def parse_url(url: str | URL) -> URL:
 
 
 def backend_for(url: str | URL, busy_timeout_s: float = 60.0) -> Backend:
-    """The backend for a database URL."""
+    """The backend for a database URL; ConfigError when the dialect is not supported or its
+    driver is not installed."""
     parsed = parse_url(url)
     dialect = parsed.get_backend_name()
+    if dialect not in ("sqlite", "postgresql", "mysql", "mariadb"):
+        raise ConfigError(
+            f"database {parsed.render_as_string(hide_password=True)}: the {dialect!r} backend is"
+            " not supported; supported: sqlite, postgresql, mysql/mariadb"
+        )
+    _require_driver(parsed)
     if dialect == "sqlite":
         from .sqlite import SQLiteBackend
 
@@ -41,14 +48,36 @@ def backend_for(url: str | URL, busy_timeout_s: float = 60.0) -> Backend:
         from .postgresql import PostgreSQLBackend
 
         return PostgreSQLBackend(parsed, busy_timeout_s)
-    if dialect in ("mysql", "mariadb"):
-        from .mysql import MySQLBackend
+    from .mysql import MySQLBackend
 
-        return MySQLBackend(parsed, busy_timeout_s)
-    raise ConfigError(
-        f"database {parsed.render_as_string(hide_password=True)}: the {dialect!r} backend is"
-        " not supported; supported: sqlite, postgresql, mysql/mariadb"
-    )
+    return MySQLBackend(parsed, busy_timeout_s)
+
+
+# The extra that installs each server's default driver, and that driver.
+_EXTRAS = {
+    "postgresql": ("postgres", "psycopg"),
+    "mysql": ("mysql", "pymysql"),
+    "mariadb": ("mysql", "pymysql"),
+}
+
+
+def _require_driver(url: URL) -> None:
+    """The URL's driver imports, or a ConfigError that says what to install."""
+    try:
+        url.get_dialect().import_dbapi()
+    except (ImportError, NoSuchModuleError) as exc:
+        dialect = url.get_backend_name()
+        extra, default = _EXTRAS.get(dialect, ("", ""))
+        hint = (
+            f"; pip install 'orchestrator-migrate[{extra}]' installs {default}, which a plain"
+            f" {dialect}:// URL uses"
+            if extra
+            else ""
+        )
+        raise ConfigError(
+            f"database {url.render_as_string(hide_password=True)}: its driver"
+            f" {url.get_driver_name()!r} is not installed ({exc}){hint}"
+        ) from None
 
 
 def lock_for(url: str | URL, timeout_s: float, lock_name: str) -> MigrationLock:
