@@ -572,3 +572,10 @@ def test_a_text_column_dropped_beside_a_new_date_column_is_no_rename(ws, any_db)
     v2 = users(sa.Column("last_seen_at", sa.DateTime))
     assert run(any_db, ws, v2).outcome is Outcome.APPLIED
     assert any_db.sql("SELECT display_name FROM users") == [("A",)]
+
+
+def test_a_likely_rename_is_asked_about_the_same_pair_every_time(ws, any_db):
+    run(any_db, ws, users(sa.Column("b_old", sa.Text), sa.Column("a_old", sa.Text)))
+    for _ in range(2):
+        with pytest.raises(RefusedChange, match=r"users\.a_old is gone .* users\.fresh"):
+            run(any_db, ws, users(sa.Column("fresh", sa.Text)))

@@ -298,18 +298,18 @@ def _refuse_likely_renames(
     Only a column that the models in force defined can be being renamed now; one retired by an
     earlier run (or added by hand) is kept as it is and asks nothing.
     """
-    for drop in changes:
-        if drop.kind is not ChangeKind.DROP_COLUMN:
-            continue
+
+    def columns(kind: ChangeKind) -> list[Change]:
+        # In name order, so that every process asks about the same pair.
+        found = [c for c in changes if c.kind is kind]
+        return sorted(found, key=lambda c: (c.table, str(c.column)))
+
+    for drop in columns(ChangeKind.DROP_COLUMN):
         if modelled is not None and f"{drop.table}.{drop.column}" not in modelled:
             continue
         old_type = drop.op.to_column().type
-        for add in changes:
-            if (
-                add.kind is ChangeKind.ADD_COLUMN
-                and add.table == drop.table
-                and backend.same_kind(old_type, add.op.column.type)
-            ):
+        for add in columns(ChangeKind.ADD_COLUMN):
+            if add.table == drop.table and backend.same_kind(old_type, add.op.column.type):
                 raise RefusedChange(
                     f"migration refused, nothing changed: {drop.table}.{drop.column} is gone"
                     f" from the models and {drop.table}.{add.column} of the same type is new;"
