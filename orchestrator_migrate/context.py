@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Enum, MetaData
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import CompileError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .backends import Backend, backend_for
@@ -52,11 +53,18 @@ def models_fingerprint(run: Run, engine: Engine) -> str:
     """A hash of the DDL the models compile to, so that unchanged models skip the diff."""
     digest = hashlib.sha256(f"{__version__}\0{sorted(run.settings.ignore_tables)}\n".encode())
     for table in sorted(run.metadata.sorted_tables, key=lambda t: t.key):
-        digest.update(str(CreateTable(table).compile(dialect=engine.dialect)).encode())
+        try:
+            digest.update(str(CreateTable(table).compile(dialect=engine.dialect)).encode())
+        except CompileError:  # the plan refuses it and says why; never a skipped diff
+            digest.update(f"uncompilable {table!r}".encode())
         # DDL names a native enum type without its values: they count too.
         enums = [(c.name, c.type.enums) for c in table.columns if isinstance(c.type, Enum)]
         if enums:
             digest.update(repr(enums).encode())
+        # Comments are not part of every dialect's CREATE TABLE: they count too.
+        comments = [table.comment, *(c.comment for c in table.columns)]
+        if any(comments):
+            digest.update(repr(comments).encode())
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             digest.update(str(CreateIndex(index).compile(dialect=engine.dialect)).encode())
     return digest.hexdigest()

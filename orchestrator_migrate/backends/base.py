@@ -30,6 +30,11 @@ class Backend(Protocol):
     url: URL
     backup_suffix: str
     undo: Undo
+    # The database rewrites the SQL of generated columns and partial indexes as it stores it
+    # (so the comparison asks it how it spells the models' own).
+    rewrites_expressions: bool
+    # The Index keyword that makes an index partial here ("postgresql_where"), if any.
+    where_option: str | None
 
     def create_engine(self, read_only: bool = False) -> Engine:
         """An engine whose transactions cover DDL; read_only never writes, not even a file."""
@@ -48,6 +53,9 @@ class Backend(Protocol):
 
     def more_changes(self, conn: Connection, metadata: MetaData) -> list[Change]:
         """Differences Alembic's comparison does not report (PostgreSQL: new enum values)."""
+
+    def index_names(self, conn: Connection, table: str) -> set[str]:
+        """Every index on table, those its reflection skips (SQLite's expression indexes) too."""
 
     def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
         """A stable hash of the database schema (not its data), without our own tables."""

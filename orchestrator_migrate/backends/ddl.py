@@ -63,6 +63,7 @@ _PARTS = {
     ChangeKind.ALTER_DEFAULT: "modify_server_default",
     ChangeKind.SET_NOT_NULL: "modify_nullable",
     ChangeKind.DROP_NOT_NULL: "modify_nullable",
+    ChangeKind.ALTER_COMMENT: "modify_comment",
 }
 ALTER_PARTS = frozenset(_PARTS)
 

@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Column, inspect, text
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import CompileError
 from sqlalchemy.pool import NullPool
 
 from ..model.changes import Change, ChangeKind
@@ -56,6 +57,18 @@ def _nullable(conn: Connection, change: Change) -> list[str]:
     q = conn.dialect.identifier_preparer.quote
     spec = change.op.to_column().type.compile(dialect=conn.dialect)
     return [f"ALTER TABLE {q(change.table)} MODIFY {q(str(change.column))} {spec} NULL"]
+
+
+def _index(conn: Connection, change: Change) -> list[str]:
+    from .ddl import render
+
+    expressions = [c for c in change.op.columns if not isinstance(c, str | Column)]
+    if expressions and getattr(conn.dialect, "is_mariadb", False):
+        raise CompileError(
+            "MariaDB has no expression indexes; index a generated column"
+            " (sa.Computed(..., persisted=True)) that holds the expression instead"
+        )
+    return render(conn.dialect, change.op)
 
 
 class _MySQLCompilation(Compilation):
@@ -137,6 +150,7 @@ _MODIFY = frozenset(
         ChangeKind.ALTER_DEFAULT,
         ChangeKind.SET_NOT_NULL,
         ChangeKind.DROP_NOT_NULL,
+        ChangeKind.ALTER_COMMENT,
     }
 )
 
@@ -159,7 +173,8 @@ class MySQLBackend(ServerBackend):
     def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
         queries = (
             "SELECT TABLE_NAME, CONCAT_WS(' ', COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE,"
-            " COALESCE(COLUMN_DEFAULT, '')) FROM information_schema.COLUMNS"
+            " COALESCE(COLUMN_DEFAULT, ''), COLUMN_COMMENT, COALESCE(GENERATION_EXPRESSION, ''))"
+            " FROM information_schema.COLUMNS"
             " WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
             "SELECT TABLE_NAME, CONCAT_WS(' ', INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME)"
             " FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
@@ -168,6 +183,11 @@ class MySQLBackend(ServerBackend):
             " COALESCE(REFERENCED_TABLE_NAME, ''), COALESCE(REFERENCED_COLUMN_NAME, ''))"
             " FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE()"
             " ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION",
+            "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME",
+            "SELECT TABLE_NAME, CONCAT_WS(' ', CONSTRAINT_NAME, CHECK_CLAUSE)"
+            " FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()"
+            " ORDER BY TABLE_NAME, CONSTRAINT_NAME",
         )
         return schema_hash(conn, queries, ignore)
 
@@ -175,7 +195,7 @@ class MySQLBackend(ServerBackend):
     compilation = _MySQLCompilation
 
     def overrides(self) -> dict[ChangeKind, Override]:
-        return {ChangeKind.RETIRE_COLUMN: _nullable}
+        return {ChangeKind.RETIRE_COLUMN: _nullable, ChangeKind.ADD_INDEX: _index}
 
     def alter_part(self, conn: Connection, change: Change) -> list[str]:
         # One ALTER ... MODIFY restates the whole column: every part that differs, at once.

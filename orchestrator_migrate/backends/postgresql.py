@@ -112,6 +112,7 @@ class PostgreSQLBackend(ServerBackend):
     name = "postgresql"
     backup_suffix = ".dump"  # pg_dump's custom format, for pg_restore
     undo = Undo.TRANSACTION
+    where_option: str | None = "postgresql_where"
 
     def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
         from .server_locks import PostgresAdvisoryLock
@@ -125,7 +126,8 @@ class PostgreSQLBackend(ServerBackend):
         queries = (
             "SELECT table_name, column_name || ' ' || data_type || ' '"
             " || coalesce(character_maximum_length::text, '') || ' ' || is_nullable || ' '"
-            " || coalesce(column_default, '') FROM information_schema.columns"
+            " || coalesce(column_default, '') || ' ' || coalesce(generation_expression, '')"
+            " || ' ' || is_identity FROM information_schema.columns"
             " WHERE table_schema = current_schema() ORDER BY 1, ordinal_position",
             "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
             " ORDER BY 1, indexname",
@@ -135,6 +137,11 @@ class PostgreSQLBackend(ServerBackend):
             "SELECT t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)"
             " FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid"
             " WHERE t.typnamespace = current_schema()::regnamespace GROUP BY t.typname ORDER BY 1",
+            "SELECT c.relname, coalesce(a.attname, '') || ' ' || d.description"
+            " FROM pg_description d JOIN pg_class c ON c.oid = d.objoid"
+            " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid"
+            " WHERE d.classoid = 'pg_class'::regclass"
+            " AND c.relnamespace = current_schema()::regnamespace ORDER BY 1, 2",
         )
         return schema_hash(conn, queries, ignore)
 

@@ -7,9 +7,10 @@ import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, inspect
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import CompileError
 
 from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind
@@ -47,6 +48,8 @@ class ServerBackend:
     # Kinds after which the server copies the table (its rows feed the time estimate).
     rewrites: frozenset[ChangeKind] = frozenset({ChangeKind.ALTER_TYPE})
     compilation: type[Compilation] = Compilation
+    rewrites_expressions = True
+    where_option: str | None = None
 
     def overrides(self) -> dict[ChangeKind, Override]:
         """This dialect's own SQL for some kinds; the rest is Alembic's rendering of the op."""
@@ -61,7 +64,10 @@ class ServerBackend:
         compilation = self.compilation(self, conn, changes)
         operations = compilation.before()
         for change in changes:
-            sql = compilation.adjust(change, self._sql(conn, change))
+            try:
+                sql = compilation.adjust(change, self._sql(conn, change))
+            except CompileError as exc:  # e.g. a virtual Computed on PostgreSQL before 18
+                raise CompileError(f"{self.name} cannot {change.description}: {exc}") from exc
             operations.append(
                 Operation(
                     kind=change.kind.value,
@@ -116,6 +122,9 @@ class ServerBackend:
 
     def same_kind(self, dropped_type: Any, added_type: Any) -> bool:
         return not self.types_differ(dropped_type, added_type)
+
+    def index_names(self, conn: Connection, table: str) -> set[str]:
+        return {str(ix["name"]) for ix in inspect(conn).get_indexes(table)}
 
     def reset_sequence(self, conn: Connection, table: str, column: str) -> None:
         """An auto-increment counter follows explicit ids by itself."""

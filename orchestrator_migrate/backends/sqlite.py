@@ -83,6 +83,8 @@ class SQLiteBackend:
     name = "sqlite"
     backup_suffix = ".db"
     undo = Undo.TRANSACTION
+    rewrites_expressions = False  # it keeps the CREATE statement as written
+    where_option: str | None = "sqlite_where"
 
     def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
         self.url = url
@@ -145,6 +147,12 @@ class SQLiteBackend:
         dialect = sqlite.dialect()
         old = value_kind(dropped_type.compile(dialect=dialect))
         return old == value_kind(added_type.compile(dialect=dialect))
+
+    def index_names(self, conn: Connection, table: str) -> set[str]:
+        rows = conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (table,)
+        )
+        return {str(r[0]) for r in rows}
 
     def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
         rows = conn.exec_driver_sql(
@@ -507,6 +515,8 @@ def _copy_sql(table: str, target: Table, changes: list[Change], old_columns: dic
     copied: list[str] = []
     selected: list[str] = []
     for column in target.columns:
+        if column.computed is not None:
+            continue  # SQLite computes it; it cannot be written
         src = source.get(column.name, column.name)
         expr = fills.get(column.name)
         if expr:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from alembic.autogenerate import produce_migrations
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import MetaData
-from sqlalchemy.engine import Connection
+from sqlalchemy import Column, Identity, MetaData
+from sqlalchemy.engine import Connection, Dialect
 
 from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind
 from .checks import check_changes
 from .defaults import defaults_differ
+from .generated import generated_changes
+from .indexes import expression_index_changes, index_where, partial_index_changes
+from .probe import Spelling
 from .types import widens
 
 if TYPE_CHECKING:
@@ -46,28 +51,60 @@ def diff(
         return backend.types_differ(inspected_type, metadata_type)
 
     def compare_default(
-        context: Any,
         inspected_column: Any,
         metadata_column: Any,
-        inspected_default: str | None,
-        metadata_default: Any,
         rendered_metadata_default: str | None,
+        rendered_inspected_default: str | None,
     ) -> bool:
-        return defaults_differ(inspected_default, metadata_default, rendered_metadata_default)
+        return defaults_differ(
+            rendered_inspected_default,
+            metadata_column.server_default,
+            rendered_metadata_default,
+        )
 
     context = MigrationContext.configure(
         conn,
         opts={
             "compare_type": compare_type,
-            "compare_server_default": compare_default,
+            "compare_server_default": True,
             "include_name": include_name,
         },
     )
-    script = produce_migrations(context, metadata)
+    # Plain defaults are compared by value here; Alembic keeps its own comparison of Computed
+    # and Identity (which a compare_server_default callable would receive and cannot read).
+    setattr(context.impl, "compare_server_default", compare_default)  # noqa: B010
+    with warnings.catch_warnings():
+        # A Computed that differs is reported by generated_changes, with what to do.
+        warnings.filterwarnings("ignore", message="Computed default on")
+        # An expression index SQLite cannot reflect: expression_index_changes adds it.
+        warnings.filterwarnings("ignore", message=".*expression-based index")
+        script = produce_migrations(context, metadata)
     upgrade = script.upgrade_ops
     assert upgrade is not None
-    checks = check_changes(conn, metadata, lambda name: include_name(name, "table", None))
-    return [*_changes(upgrade.ops, metadata), *checks, *backend.more_changes(conn, metadata)]
+
+    def included(name: str) -> bool:
+        return include_name(name, "table", None)
+
+    option = backend.where_option
+    spelling = Spelling(conn, backend.rewrites_expressions, option)
+    found = [_with_where(c, conn.dialect, option) for c in _changes(upgrade.ops, metadata)]
+    recreated = {
+        str(c.name) for c in found if c.kind in (ChangeKind.DROP_INDEX, ChangeKind.ADD_INDEX)
+    }
+    return [
+        *found,
+        *partial_index_changes(conn, metadata, included, recreated, spelling, option),
+        *expression_index_changes(conn, metadata, included, recreated, backend.index_names),
+        *check_changes(conn, metadata, included),
+        *generated_changes(conn, metadata, included, spelling),
+        *backend.more_changes(conn, metadata),
+    ]
+
+
+def _with_where(change: Change, dialect: Dialect, option: str | None) -> Change:
+    if change.kind is not ChangeKind.ADD_INDEX or option is None:
+        return change
+    return dataclasses.replace(change, where=index_where(dialect, option, change.op.to_index()))
 
 
 def _changes(operations: Iterable[ops.MigrateOperation], metadata: MetaData) -> Iterable[Change]:
@@ -188,7 +225,17 @@ def _alter_column(op: Any, metadata: MetaData) -> Iterable[Change]:
             op=op,
             widening=wider,
         )
-    if op.modify_server_default is not False:
+    if isinstance(op.modify_server_default, Identity):
+        if isinstance(op.existing_server_default, Identity):  # else generated_changes says
+            problem = f"{where} has other Identity options in the models than in the database"
+            yield Change(
+                ChangeKind.ALTER_GENERATED,
+                op.table_name,
+                problem,
+                column=op.column_name,
+                refusal=f"{problem}. Change them by hand, or keep the database's",
+            )
+    elif op.modify_server_default is not False:
         new = op.modify_server_default
         text = f"set default of {where} to {_default_text(new)}" if new is not None else ""
         yield Change(
@@ -198,10 +245,32 @@ def _alter_column(op: Any, metadata: MetaData) -> Iterable[Change]:
             column=op.column_name,
             op=op,
         )
+    if op.modify_comment is not False:
+        yield Change(
+            ChangeKind.ALTER_COMMENT,
+            op.table_name,
+            f"set comment of {where} to {op.modify_comment!r}"
+            if op.modify_comment
+            else f"drop comment of {where}",
+            column=op.column_name,
+            op=op,
+        )
     if op.modify_nullable is not None and not (column is not None and column.primary_key):
         kind = ChangeKind.DROP_NOT_NULL if op.modify_nullable else ChangeKind.SET_NOT_NULL
         text = "drop NOT NULL on" if op.modify_nullable else "set NOT NULL on"
         yield Change(kind, op.table_name, f"{text} {where}", column=op.column_name, op=op)
+
+
+def _table_comment(op: Any, metadata: MetaData) -> Iterable[Change]:
+    comment = getattr(op, "comment", None)
+    yield Change(
+        ChangeKind.ALTER_TABLE_COMMENT,
+        op.table_name,
+        f"set comment of table {op.table_name} to {comment!r}"
+        if comment
+        else f"drop comment of table {op.table_name}",
+        op=op,
+    )
 
 
 def _name(name: Any) -> str | None:
@@ -209,7 +278,7 @@ def _name(name: Any) -> str | None:
 
 
 def _names(columns: Iterable[Any]) -> list[str]:
-    return [getattr(c, "name", None) or str(c) for c in columns]
+    return [c.name if isinstance(c, Column) else str(c) for c in columns]
 
 
 def dropped_constraint_columns(op: ops.DropConstraintOp) -> list[str]:
@@ -242,4 +311,6 @@ _DETECT: dict[type[Any], Callable[[Any, MetaData], Iterable[Change]]] = {
     ops.CreateUniqueConstraintOp: _add_unique,
     ops.CreateForeignKeyOp: _add_foreign_key,
     ops.DropConstraintOp: _drop_constraint,
+    ops.CreateTableCommentOp: _table_comment,
+    ops.DropTableCommentOp: _table_comment,
 }

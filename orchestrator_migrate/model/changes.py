@@ -30,6 +30,9 @@ class ChangeKind(StrEnum):
     RENAME_COLUMN = "rename_column"
     RENAME_TABLE = "rename_table"
     RETIRE_COLUMN = "retire_column"
+    ALTER_COMMENT = "alter_comment"
+    ALTER_TABLE_COMMENT = "alter_table_comment"
+    ALTER_GENERATED = "alter_generated"
 
 
 def constraint_signature(table: str, kind: str, columns: list[str] | tuple[str, ...]) -> str:
@@ -89,6 +92,9 @@ KINDS: dict[ChangeKind, Kind] = {
     ChangeKind.RENAME_COLUMN: Kind(Safety.SAFE),
     ChangeKind.RENAME_TABLE: Kind(Safety.SAFE, sql_reversible=False),
     ChangeKind.RETIRE_COLUMN: Kind(Safety.RETIRING),
+    ChangeKind.ALTER_COMMENT: Kind(Safety.SAFE),
+    ChangeKind.ALTER_TABLE_COMMENT: Kind(Safety.SAFE),
+    ChangeKind.ALTER_GENERATED: Kind(Safety.DATA_DEPENDENT, sql_reversible=False),
 }
 
 
@@ -112,6 +118,10 @@ class Change:
     widening: bool = False
     # The values an ADD_ENUM_VALUE adds to the enum type it names.
     values: tuple[str, ...] = ()
+    # Why no run applies it, and what to do instead (a generated column redefined, ...).
+    refusal: str | None = None
+    # The WHERE of a partial index an ADD_INDEX creates (its rows alone must be unique).
+    where: str = ""
 
     @property
     def destructive(self) -> bool:

@@ -41,7 +41,10 @@ def refusals(conn: Connection, plan: Plan) -> list[Refusal]:
     """Why the plan cannot run on this data; empty when every change fits."""
     reader = _Reader(conn, _sources(conn, plan))
     problems: list[Refusal] = []
+    created = {c.table for c in plan.changes if c.kind is ChangeKind.ADD_TABLE}
     for change in plan.changes:
+        if change.table in created:
+            continue  # a new table has no rows yet
         precheck = KINDS[change.kind].precheck
         problem = _CHECKS[precheck](reader, change) if precheck is not None else None
         if problem is not None:
@@ -132,12 +135,15 @@ def _nulls(reader: _Reader, change: Change) -> Refusal | None:
     )
 
 
-def _duplicates(reader: _Reader, table: str, columns: Sequence[str]) -> Refusal | None:
+def _duplicates(
+    reader: _Reader, table: str, columns: Sequence[str], where: str = ""
+) -> Refusal | None:
     values = ", ".join(f"{reader.column(table, c)} AS c{i}" for i, c in enumerate(columns))
     names = ", ".join(f"c{i}" for i in range(len(columns)))
     not_null = " AND ".join(f"c{i} IS NOT NULL" for i in range(len(columns)))
     groups = reader.conn.exec_driver_sql(
-        f"SELECT {names}, count(*) FROM (SELECT {values} FROM {reader.quote(table)}) s"
+        f"SELECT {names}, count(*) FROM (SELECT {values} FROM {reader.quote(table)}"
+        f"{f' WHERE {where}' if where else ''}) s"
         f" WHERE {not_null} GROUP BY {names} HAVING count(*) > 1 ORDER BY {names}"
     ).all()
     if not groups:
@@ -160,7 +166,7 @@ def _unique(reader: _Reader, change: Change) -> Refusal | None:
     if change.kind is ChangeKind.ADD_INDEX and not change.op.unique:
         return None
     columns = [getattr(c, "name", None) or str(c) for c in change.op.columns]
-    return _duplicates(reader, change.table, columns)
+    return _duplicates(reader, change.table, columns, change.where)  # a partial index: its rows
 
 
 def _orphans(reader: _Reader, change: Change) -> Refusal | None:

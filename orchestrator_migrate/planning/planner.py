@@ -64,6 +64,9 @@ class _Planning:
     def plan(self, changes: list[Change], metadata: MetaData) -> Plan:
         """Decide what to apply and what to keep, then compile it."""
         conn = self.conn
+        for change in changes:
+            if change.refusal is not None:
+                raise RefusedChange(f"migration refused, nothing changed: {change.refusal}")
         _refuse_likely_renames(changes, self.backend, self.modelled)
         kept = [c for c in changes if _keep(c, self.settings.allow_destructive, self.owned)]
         kept += _with_retired_columns([c for c in changes if c not in kept], kept)
