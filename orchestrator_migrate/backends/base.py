@@ -12,6 +12,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import URL, Connection, Engine
 
 from ..model.changes import Change
+from ..model.entries import HistoryEntry
 from ..model.plan import Operation
 from .lock import MigrationLock
 
@@ -74,14 +75,9 @@ class Backend(Protocol):
     def snapshot(self, conn: Connection, tables: Sequence[str]) -> dict[str, Any]:
         """The definitions a rollback needs to rebuild these tables as they are now."""
 
-    def reverse_sql(
-        self,
-        conn: Connection,
-        before: dict[str, Any],
-        created: Sequence[str],
-        renamed_columns: dict[str, dict[str, str]],
-    ) -> list[str]:
-        """SQL that drops the created tables and rebuilds the others as the snapshot shows."""
+    def reverse_sql(self, conn: Connection, entry: HistoryEntry) -> list[str]:
+        """SQL that undoes the recorded run entry: its recorded inverse statements (servers),
+        or the created tables dropped and the others rebuilt as its snapshot shows (SQLite)."""
 
     def reset_sequence(self, conn: Connection, table: str, column: str) -> None:
         """After rows were inserted with explicit ids, make the next generated id follow them."""

@@ -81,6 +81,7 @@ class _MySQLCompilation(Compilation):
         self.rendered: set[int] = set()
         self.fills = {id(c.op): c for c in changes if c.fill and c.kind in _MODIFY}
         self.found: list[tuple[str, dict[str, Any]]] = []
+        self.new_tables = {c.table for c in changes if c.kind is ChangeKind.ADD_TABLE}
         altered = {(c.table, c.column) for c in changes if c.kind is ChangeKind.ALTER_TYPE}
         dropped = {c.name for c in changes if c.kind is ChangeKind.DROP_FK}
         gone = {c.table for c in changes if c.kind is ChangeKind.DROP_TABLE}
@@ -103,12 +104,32 @@ class _MySQLCompilation(Compilation):
         filled = self.fills.get(id(change.op))
         return self.backend.filled(self.conn, filled) if filled is not None else sql
 
-    def before(self) -> list[Operation]:
+    def undo(self, change: Change, sql: list[str], undo: list[str]) -> list[str]:
+        """A foreign key over columns no index starts with gets an index of its own, named
+        after it, which dropping the key leaves behind: the undo drops it too."""
+        if change.kind is not ChangeKind.ADD_FK or change.table in self.new_tables:
+            return undo
+        columns = list(change.op.local_cols)
+        insp = inspect(self.conn)
+        indexed = [[str(c) for c in ix["column_names"]] for ix in insp.get_indexes(change.table)]
+        indexed.append(insp.get_pk_constraint(change.table)["constrained_columns"])
+        if any(list(cols[: len(columns)]) == columns for cols in indexed):
+            return undo
         q = self.conn.dialect.identifier_preparer.quote
-        sql = [f"ALTER TABLE {q(t)} DROP FOREIGN KEY {q(fk['name'])}" for t, fk in self.found]
-        return self._operation("drop_foreign_keys", "drop", sql)
+        name = q(str(change.op.constraint_name))
+        return [*undo, f"ALTER TABLE {q(change.table)} DROP INDEX {name}"]
+
+    def before(self) -> list[Operation]:
+        return self._operation("drop_foreign_keys", "drop", self._drops(), self._adds())
 
     def after(self) -> list[Operation]:
+        return self._operation("restore_foreign_keys", "add back", self._adds(), self._drops())
+
+    def _drops(self) -> list[str]:
+        q = self.conn.dialect.identifier_preparer.quote
+        return [f"ALTER TABLE {q(t)} DROP FOREIGN KEY {q(fk['name'])}" for t, fk in self.found]
+
+    def _adds(self) -> list[str]:
         from alembic.operations import ops
 
         from .ddl import render
@@ -126,9 +147,9 @@ class _MySQLCompilation(Compilation):
                 onupdate=options.get("onupdate"),
             )
             sql += render(self.conn.dialect, op)
-        return self._operation("restore_foreign_keys", "add back", sql)
+        return sql
 
-    def _operation(self, kind: str, verb: str, sql: list[str]) -> list[Operation]:
+    def _operation(self, kind: str, verb: str, sql: list[str], undo: list[str]) -> list[Operation]:
         if not sql:
             return []
         names = ", ".join(f"{t}.{fk['name']}" for t, fk in self.found)
@@ -140,6 +161,7 @@ class _MySQLCompilation(Compilation):
                 sql=tuple(sql),
                 changes=(),
                 reversible=True,
+                undo=tuple(undo),
             )
         ]
 

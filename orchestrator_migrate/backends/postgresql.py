@@ -102,6 +102,12 @@ class _EnumCompilation(Compilation):
             kept.append(statement)
         return kept
 
+    def undo(self, change: Change, sql: list[str], undo: list[str]) -> list[str]:
+        """The enum types the operation created go after what used them."""
+        q = self.conn.dialect.identifier_preparer.quote
+        created = [m.group(1) for m in map(_CREATE_TYPE.match, sql) if m]
+        return undo + [f"DROP TYPE {q(name.strip(chr(34)))}" for name in reversed(created)]
+
 
 _CREATE_TYPE = re.compile(r"^CREATE TYPE (\S+) AS ENUM", re.IGNORECASE)
 

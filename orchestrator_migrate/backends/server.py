@@ -14,6 +14,7 @@ from sqlalchemy.exc import CompileError
 
 from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind
+from ..model.entries import HistoryEntry
 from ..model.errors import RefusedChange
 from ..model.plan import Operation
 
@@ -35,6 +36,11 @@ class Compilation:
 
     def adjust(self, change: Change, sql: list[str]) -> list[str]:
         return sql
+
+    def undo(self, change: Change, sql: list[str], undo: list[str]) -> list[str]:
+        """The statements that undo an operation whose statements are sql, after undo (the
+        inverse of its change): PostgreSQL drops the enum types sql created."""
+        return undo
 
 
 Override = Callable[[Connection, Change], list[str]]
@@ -68,6 +74,7 @@ class ServerBackend:
                 sql = compilation.adjust(change, self._sql(conn, change))
             except CompileError as exc:  # e.g. a virtual Computed on PostgreSQL before 18
                 raise CompileError(f"{self.name} cannot {change.description}: {exc}") from exc
+            undo = self._undo(compilation, change, sql)
             operations.append(
                 Operation(
                     kind=change.kind.value,
@@ -75,11 +82,29 @@ class ServerBackend:
                     description=change.description,
                     sql=tuple(sql),
                     changes=(change,),
-                    reversible=not change.destructive,
+                    reversible=undo is not None,
                     rebuilt_rows=self._rows(conn, change),
+                    undo=tuple(undo) if undo is not None else None,
                 )
             )
         return operations + compilation.after()
+
+    def _undo(self, compilation: Compilation, change: Change, sql: list[str]) -> list[str] | None:
+        """The statements that undo one change's sql; None when only the backup can."""
+        from .inverse import inverse
+
+        if not sql:
+            return []  # a sibling change's statement carries it (MariaDB's one MODIFY)
+        inverses = inverse(change)
+        if inverses is None:
+            return None
+        undo: list[str] = []
+        for reverse in inverses:
+            try:
+                undo += self._sql(compilation.conn, reverse)
+            except Exception:  # e.g. an unnamed constraint: no name to drop it by
+                return None  # Alembic cannot render the reverse: only the backup can undo it
+        return compilation.undo(change, sql, undo)
 
     def _sql(self, conn: Connection, change: Change) -> list[str]:
         from .ddl import ALTER_PARTS, rename_sql, render
@@ -130,19 +155,29 @@ class ServerBackend:
         """An auto-increment counter follows explicit ids by itself."""
 
     def snapshot(self, conn: Connection, tables: Sequence[str]) -> dict[str, Any]:
-        return {}
+        """The columns of each table, so that a rollback can count values in columns the run
+        added (the statements that undo the run are recorded with its operations)."""
+        insp = inspect(conn)
+        present = set(insp.get_table_names())
+        return {
+            table: {"columns": [c["name"] for c in insp.get_columns(table)]}
+            for table in tables
+            if table in present
+        }
 
-    def reverse_sql(
-        self,
-        conn: Connection,
-        before: dict[str, Any],
-        created: Sequence[str],
-        renamed_columns: dict[str, dict[str, str]],
-    ) -> list[str]:
-        raise RefusedChange(
-            f"rollback by SQL is not available on {self.name} yet; nothing changed. Use"
-            " `orchestrator-migrate rollback --use-backup`"
-        )
+    def reverse_sql(self, conn: Connection, entry: HistoryEntry) -> list[str]:
+        """The undo statements recorded with the run's operations, newest operation first."""
+        statements: list[str] = []
+        for operation in reversed(entry.operations):
+            undo = operation.get("undo")
+            if undo is None:
+                raise RefusedChange(
+                    f"run #{entry.id} has a step that inverse SQL cannot undo"
+                    f" ({operation.get('description')}); nothing changed. Use"
+                    " `orchestrator-migrate rollback --use-backup`"
+                )
+            statements += undo
+        return statements
 
     def filled(self, conn: Connection, change: Change) -> list[str]:
         """The statements of an ADD_COLUMN or SET_NOT_NULL whose NULLs a fill answers for:

@@ -31,6 +31,7 @@ from sqlalchemy.schema import CreateTable
 
 from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind, constraint_signature
+from ..model.entries import HistoryEntry
 from ..model.plan import Operation
 from ..model.tablecopy import copy_tables
 from .base import Undo
@@ -265,6 +266,8 @@ class SQLiteBackend:
         columns not dropped (as the database declares them) and a DBA's constraints."""
         dropping = {c.column for c in changes if c.kind is ChangeKind.DROP_COLUMN}
         retiring = {c.column for c in changes if c.kind is ChangeKind.RETIRE_COLUMN}
+        # A renamed column's values move to its new name; the old name is not kept beside it.
+        dropping |= {c.name for c in changes if c.kind is ChangeKind.RENAME_COLUMN}
         scratch = MetaData()
         copy_tables(metadata, scratch)
         target = scratch.tables[table]
@@ -408,14 +411,11 @@ class SQLiteBackend:
             }
         return found
 
-    def reverse_sql(
-        self,
-        conn: Connection,
-        before: dict[str, Any],
-        created: Sequence[str],
-        renamed_columns: dict[str, dict[str, str]],
-    ) -> list[str]:
+    def reverse_sql(self, conn: Connection, entry: HistoryEntry) -> list[str]:
         """SQL that drops the created tables and rebuilds the others as the snapshot shows."""
+        before = entry.schema_before
+        created = entry.created_tables()
+        renamed_columns = entry.renamed_columns()
         views = [
             (name, sql)
             for name, sql in conn.exec_driver_sql(

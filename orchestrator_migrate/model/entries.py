@@ -33,6 +33,23 @@ class HistoryEntry:
         """A JSON-ready description."""
         return asdict(self)
 
+    @property
+    def changes(self) -> list[dict[str, Any]]:
+        """Every change its operations carried, as recorded."""
+        return [c for op in self.operations for c in op.get("changes", [])]
+
+    def created_tables(self) -> list[str]:
+        """The tables the run created."""
+        return sorted({c["table"] for c in self.changes if c["kind"] == "add_table"})
+
+    def renamed_columns(self) -> dict[str, dict[str, str]]:
+        """Per table, each column the run renamed: old name -> new name."""
+        renamed: dict[str, dict[str, str]] = {}
+        for c in self.changes:
+            if c["kind"] == "rename_column":
+                renamed.setdefault(c["table"], {})[c["name"]] = c["column"]
+        return renamed
+
 
 @dataclass(frozen=True)
 class State:

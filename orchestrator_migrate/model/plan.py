@@ -18,8 +18,9 @@ class Operation:
     sql: tuple[str, ...]
     changes: tuple[Change, ...]
     reversible: bool
-    reverse_sql: tuple[str, ...] = ()
     rebuilt_rows: int | None = None
+    # On a server: the statements that undo it, for rollback by SQL (None: only the backup can).
+    undo: tuple[str, ...] | None = None
 
     @property
     def destructive(self) -> bool:
@@ -40,6 +41,7 @@ class Operation:
             "description": self.description,
             "sql": list(self.sql),
             "reversible": self.reversible,
+            "undo": list(self.undo) if self.undo is not None else None,
             "safety": self.safety.value,
             "destructive": self.destructive,
             "changes": [change.to_dict() for change in self.changes],

@@ -4,13 +4,19 @@ it, or by inverse SQL in one transaction, checked against the schema recorded be
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from loguru import logger
-from sqlalchemy import inspect
+from sqlalchemy import and_, func, inspect, select, text
+from sqlalchemy import column as column_
+from sqlalchemy import table as table_
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import ColumnClause, ColumnElement
 
+from ..backends.base import Undo
 from ..context import Run
 from ..model.attempt import Attempt, elapsed_ms
+from ..model.backup_info import BackupInfo
 from ..model.changes import KINDS, ChangeKind
 from ..model.entries import HistoryEntry
 from ..model.errors import MigrationFailed, RefusedChange
@@ -53,22 +59,26 @@ def rollback_to(run: Run, history_id: int) -> MigrationResult:
 
 def rollback_by_sql(run: Run, after_id: int | None = None) -> MigrationResult:
     """Undo the newest applied run (or every applied run after after_id) with inverse SQL, in
-    one transaction, checked against the schema recorded before each run."""
+    one transaction, checked against the schema recorded before each run. Where DDL commits as
+    it goes (MariaDB), a backup is taken first and restored if the rollback fails part-way."""
     started = time.monotonic()
     _runs_to_undo(read_entries(run), after_id)  # refuse before touching anything
     engine = run.backend.create_engine()
     try:
         lock = run.backend.lock(run.settings.lock_timeout / 1000, run.settings.lock_name)
         with lock, engine.connect() as conn:
+            net = _SafetyNet(run, conn)
             conn.begin()
             try:
                 history_id, described = _undo_by_sql(run, conn, after_id, started)
                 conn.commit()
             except RefusedChange:
                 conn.rollback()
+                net.restore_if_moved()
                 raise
             except Exception as exc:
                 conn.rollback()
+                net.restore_if_moved()
                 raise MigrationFailed(
                     f"rollback failed and was undone, the database is unchanged: {exc}"
                 ) from exc
@@ -76,6 +86,33 @@ def rollback_by_sql(run: Run, after_id: int | None = None) -> MigrationResult:
         engine.dispose()
     logger.info("Rolled back {} by SQL in {}ms", described, elapsed_ms(started))
     return MigrationResult(Outcome.APPLIED, Plan(), elapsed_ms(started), history_id=history_id)
+
+
+class _SafetyNet:
+    """Where a failed statement cannot be rolled back with its transaction, the backup taken
+    before the rollback's first statement, restored if the schema moved."""
+
+    def __init__(self, run: Run, conn: Connection) -> None:
+        from ..apply.stages import backup
+
+        self.run = run
+        self.conn = conn
+        self.backup: BackupInfo | None = None
+        if run.backend.undo is Undo.BACKUP:
+            with conn.begin():
+                self.fingerprint = run.backend.fingerprint(conn, run.settings.ignore_tables)
+                self.backup = backup(run, conn)
+
+    def restore_if_moved(self) -> None:
+        if self.backup is None:
+            return
+        with self.conn.begin():
+            now = self.run.backend.fingerprint(self.conn, self.run.settings.ignore_tables)
+        if now != self.fingerprint:
+            logger.warning(
+                "Restoring {} after a failure part-way through the rollback", self.backup.id
+            )
+            self.run.backend.restore_from(self.backup.path)
 
 
 def _undo_by_sql(
@@ -111,7 +148,7 @@ def _runs_to_undo(entries: list[HistoryEntry], after_id: int | None) -> list[His
 
 def _reverse_one(run: Run, conn: Connection, entry: HistoryEntry) -> list[str]:
     """Execute the inverse of one run and check the schema is what it was before it."""
-    changes = [c for op in entry.operations for c in op.get("changes", [])]
+    changes = entry.changes
     kinds = {c["kind"] for c in changes}
     if any(c.get("destructive") for c in changes):
         raise RefusedChange(
@@ -125,8 +162,7 @@ def _reverse_one(run: Run, conn: Connection, entry: HistoryEntry) -> list[str]:
             " nothing changed. Use `orchestrator-migrate rollback --use-backup`"
         )
     quote = conn.dialect.identifier_preparer.quote
-    created = sorted({c["table"] for c in changes if c["kind"] == ChangeKind.ADD_TABLE})
-    for table in created:
+    for table in entry.created_tables():
         rows = conn.exec_driver_sql(f"SELECT count(*) FROM {quote(table)}").scalar_one()
         if rows:
             raise RefusedChange(
@@ -134,13 +170,10 @@ def _reverse_one(run: Run, conn: Connection, entry: HistoryEntry) -> list[str]:
                 " rollback would delete; nothing changed. Move or delete them first, or use"
                 " `rollback --use-backup`"
             )
-    renamed: dict[str, dict[str, str]] = {}
-    for c in changes:
-        if c["kind"] == ChangeKind.RENAME_COLUMN:
-            renamed.setdefault(c["table"], {})[c["name"]] = c["column"]
+    renamed = entry.renamed_columns()
     for table, snap in entry.schema_before.items():
         _refuse_new_column_data(conn, entry, table, snap["columns"], renamed.get(table, {}))
-    sql = run.backend.reverse_sql(conn, entry.schema_before, created, renamed)
+    sql = run.backend.reverse_sql(conn, entry)
     for statement in sql:
         conn.exec_driver_sql(statement)
     problems = run.backend.verify(conn, [])
@@ -156,17 +189,17 @@ def _refuse_new_column_data(
     conn: Connection, entry: HistoryEntry, table: str, old: list[str], renamed: dict[str, str]
 ) -> None:
     """Columns the run added lose their values in a rollback: refuse when they hold any."""
-    quote = conn.dialect.identifier_preparer.quote
     kept = {renamed.get(c, c) for c in old}
     for column in inspect(conn).get_columns(table):
         name, default = column["name"], column.get("default")
         if name in kept:
             continue
-        differs = f"{quote(name)} IS NOT NULL"
+        value: ColumnClause[Any] = column_(name)
+        differs: ColumnElement[bool] = value.is_not(None)
         if default is not None:
-            differs += f" AND {quote(name)} IS NOT ({default})"
-        count = conn.exec_driver_sql(
-            f"SELECT count(*) FROM {quote(table)} WHERE {differs}"
+            differs = and_(differs, value.is_distinct_from(text(f"({default})")))
+        count = conn.execute(
+            select(func.count()).select_from(table_(table)).where(differs)
         ).scalar_one()
         if count:
             raise RefusedChange(

@@ -1,0 +1,190 @@
+"""Rollback by inverse SQL on SQLite, PostgreSQL and MariaDB: every reversible change kind in
+one run, undone; the schema back to what it was (the models before the run are up to date
+again), rows written since kept; refused with a count where only the backup holds the data; a
+rollback that fails part-way leaves the database as it was."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator_migrate import MigrationFailed, Outcome, RefusedChange, check, migrate
+from orchestrator_migrate.api import rollback
+
+pytestmark = pytest.mark.usefixtures("api_env")
+
+
+def run(db, ws, md: sa.MetaData):
+    return migrate(db_url=db.url, metadata=md, base_dir=str(ws.root))
+
+
+def planned(db, ws, md: sa.MetaData):
+    return check(db_url=db.url, metadata=md, base_dir=str(ws.root)).plan
+
+
+def undo(db, ws, **kw):
+    return rollback(db_url=db.url, base_dir=str(ws.root), **kw)
+
+
+def v1() -> sa.MetaData:
+    md = sa.MetaData()
+    sa.Table(
+        "teams",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(40), nullable=False),
+    )
+    sa.Table(
+        "tasks",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("title", sa.String(40), nullable=False),
+        sa.Column("team_id", sa.Integer),
+        sa.Column("points", sa.Integer, server_default="1"),
+        sa.Column("owner", sa.String(40), nullable=False, server_default="nobody"),
+        sa.Column("legacy", sa.String(20), nullable=False, server_default="x"),
+        sa.Column("note", sa.String(100)),
+    )
+    return md
+
+
+def v2() -> sa.MetaData:
+    """Every reversible kind at once: a table (with a native enum on PostgreSQL), a column, an
+    index, a unique constraint, a foreign key, a named CHECK, a widened type, defaults set and
+    dropped, NOT NULL set and dropped, a column retired, one renamed, a comment."""
+    md = sa.MetaData()
+    sa.Table(
+        "teams",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(40), nullable=False),
+        sa.UniqueConstraint("name", name="uq_teams_name"),
+        comment="Who does the work",
+    )
+    sa.Table(
+        "tasks",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("title", sa.String(120), nullable=False),  # widened
+        sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id", name="fk_tasks_team")),
+        sa.Column("points", sa.Integer, nullable=False, server_default="2"),  # both changed
+        sa.Column("owner", sa.String(40), nullable=True),  # default dropped, nullable
+        sa.Column("details", sa.String(100), info={"renamed_from": "note"}),
+        sa.Column("rank", sa.Integer, nullable=False, server_default="0"),
+        sa.CheckConstraint("points >= 0", name="ck_tasks_points"),
+        sa.Index("ix_tasks_rank", "rank"),
+        # legacy is gone from the models: retired (kept, NOT NULL relaxed)
+    )
+    sa.Table(
+        "labels",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.Enum("bug", "chore", name="label_kind")),
+    )
+    return md
+
+
+SEED = (
+    "INSERT INTO teams (id, name) VALUES (1, 'core'), (2, 'web')",
+    "INSERT INTO tasks (id, title, team_id, points, owner, legacy, note)"
+    " VALUES (1, 'a', 1, 3, 'ann', 'l1', 'n1'), (2, 'b', 2, 5, 'bob', 'l2', NULL)",
+)
+
+
+def test_one_run_of_every_reversible_kind_is_undone_and_rows_written_since_are_kept(ws, any_db):
+    assert run(any_db, ws, v1()).outcome is Outcome.APPLIED
+    any_db.sql(*SEED)
+    result = run(any_db, ws, v2())
+    assert result.outcome is Outcome.APPLIED, result.error_message
+    kinds = {c.kind.value for c in result.plan.changes}
+    assert {
+        "add_table",
+        "add_column",
+        "add_index",
+        "add_unique",
+        "add_foreign_key",
+        "add_check",
+        "alter_default",
+        "set_not_null",
+        "drop_not_null",
+        "rename_column",
+    } <= kinds, kinds
+    if any_db.kind != "sqlite":  # a longer VARCHAR is the same TEXT to SQLite
+        assert "alter_type" in kinds
+    columns = any_db.columns("tasks")
+    assert "details" in columns and "note" not in columns  # renamed, not copied beside
+    # Written by the new version after the run, in columns the rollback keeps.
+    any_db.sql(
+        "INSERT INTO teams (id, name) VALUES (3, 'ops')",
+        "INSERT INTO tasks (id, title, team_id, points, owner, legacy, details)"
+        " VALUES (3, 'c', 3, 4, 'cat', 'l3', 'n3')",
+        "UPDATE tasks SET title = 'a2' WHERE id = 1",
+    )
+
+    back = undo(any_db, ws)
+
+    assert back.success, back.error_message
+    plan = planned(any_db, ws, v1())
+    assert plan.empty, plan.to_dict()
+    assert "labels" not in any_db.tables()
+    rows = any_db.sql(
+        "SELECT id, title, team_id, points, owner, legacy, note FROM tasks ORDER BY id"
+    )
+    assert rows == [
+        (1, "a2", 1, 3, "ann", "l1", "n1"),
+        (2, "b", 2, 5, "bob", "l2", None),
+        (3, "c", 3, 4, "cat", "l3", "n3"),
+    ]
+    if any_db.kind == "postgresql":  # the enum type the run created went with its table
+        assert not any_db.sql("SELECT 1 FROM pg_type WHERE typname = 'label_kind'")
+    # Forward again, to the same schema as the first time.
+    assert run(any_db, ws, v2()).outcome is Outcome.APPLIED
+    assert planned(any_db, ws, v2()).empty
+
+
+def test_a_rollback_that_would_lose_values_is_refused_with_a_count(ws, any_db):
+    run(any_db, ws, v1())
+    any_db.sql(*SEED)
+    run(any_db, ws, v2())
+    any_db.sql("UPDATE tasks SET rank = 7 WHERE id = 2")
+    with pytest.raises(RefusedChange, match=r"tasks\.rank.* holds 1 values") as refused:
+        undo(any_db, ws)
+    assert "--use-backup" in str(refused.value)
+    assert planned(any_db, ws, v2()).empty  # nothing changed
+
+    any_db.sql("UPDATE tasks SET rank = 0", "INSERT INTO labels (id) VALUES (1)")
+    with pytest.raises(RefusedChange, match=r"labels.*1 rows"):
+        undo(any_db, ws)
+    assert planned(any_db, ws, v2()).empty
+
+
+def test_a_rollback_that_fails_part_way_leaves_the_database_as_it_was(ws, any_db):
+    run(any_db, ws, v1())
+    any_db.sql(*SEED)
+    run(any_db, ws, v2())
+    # The new version wrote a NULL owner: making owner NOT NULL again cannot work.
+    any_db.sql("UPDATE tasks SET owner = NULL WHERE id = 1")
+    with pytest.raises(MigrationFailed, match="owner"):
+        undo(any_db, ws)
+    assert planned(any_db, ws, v2()).empty
+    assert any_db.sql("SELECT id, owner FROM tasks ORDER BY id") == [(1, None), (2, "bob")]
+    any_db.sql("UPDATE tasks SET owner = 'back' WHERE id = 1")
+    assert undo(any_db, ws).success
+    assert planned(any_db, ws, v1()).empty
+
+
+def test_what_only_the_backup_can_undo_is_refused_by_sql(ws, any_db):
+    run(any_db, ws, v1())
+    any_db.sql(*SEED)
+    gone = v1()
+    gone.tables["tasks"].c.note.type = sa.String(100)
+    smaller = sa.MetaData()
+    for table in gone.sorted_tables:
+        columns = [c.copy() for c in table.columns if c.name != "note"]
+        sa.Table(table.name, smaller, *columns)
+    migrate(db_url=any_db.url, metadata=smaller, base_dir=str(ws.root), allow_destructive=True)
+    with pytest.raises(RefusedChange, match="--use-backup"):
+        undo(any_db, ws)
+    back = undo(any_db, ws, use_backup=True)
+    assert back.success, back.error_message
+    assert any_db.sql("SELECT id, note FROM tasks ORDER BY id") == [(1, "n1"), (2, None)]
