@@ -77,9 +77,10 @@ sa.Table(
     "tasks", md,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("title", sa.String(100), nullable=False),
-    # Unnamed: not compared (a named one is refused up front, see test_checks.py), but part of
-    # the table that the rebuild for NOT NULL creates, so the rebuild's copy fails at run time.
-    sa.CheckConstraint("length(title) > 3"),
+    sa.Column("code", sa.String(10), nullable=False, server_default="x"),
+    # It reads a column the plan adds, so no pre-check can count its rows up front (the
+    # database checks it as it adds it): the rebuild's copy fails at run time.
+    sa.CheckConstraint("length(code) > 3"),
 )
 """
 
@@ -93,7 +94,7 @@ def test_failure_after_the_first_operation_rolls_back_everything(ws, origin):
         ws.script(HAND_MADE_TASKS + SEED_TASKS)
     else:
         started(ws, models(TASKS), SEED_TASKS)
-    # 'fix' is too short for the new CHECK, so the rebuild's copy fails.
+    # The new column's default 'x' is too short for the new CHECK, so the rebuild's copy fails.
     before = user_dump(ws)
     history_before = ws.history_rows() if "orchestrator_migrate_history" in tables(ws) else []
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from orchestrator_migrate import Outcome, check, migrate
+from orchestrator_migrate import Outcome, RefusedChange, check, migrate
 
 pytestmark = pytest.mark.usefixtures("api_env")
 
@@ -129,3 +129,61 @@ def test_a_value_removed_from_an_enum_is_not_safe(ws, any_db):
         assert [c.safety.value for c in plan.changes] == ["data-dependent"], plan.to_dict()
     else:  # PostgreSQL keeps the value (rows and old replicas may use it); SQLite: a VARCHAR
         assert plan.empty, plan.to_dict()
+
+
+def test_a_removed_enum_value_is_kept_until_the_contract_step_then_counted_and_removed(ws, any_db):
+    v1, v2 = colours("red", "green", "blue"), colours("red", "green")
+    run(any_db, ws, v1)
+    any_db.sql("INSERT INTO paints (id, colour) VALUES (1, 'red'), (2, 'blue'), (3, 'blue')")
+    if any_db.kind != "postgresql":
+        # SQLite: a VARCHAR, nothing to remove; MariaDB: the ENUM column's MODIFY, refused
+        # over the rows that hold the value (covered above).
+        return
+    # Without the contract step the value stays: old replicas may still write it.
+    plan = planned(any_db, ws, v2)
+    assert plan.empty
+    assert [(c.kind.value, c.safety.value) for c in plan.retained] == [
+        ("remove_enum_values", "retiring")
+    ]
+    assert run(any_db, ws, v2).outcome is Outcome.UP_TO_DATE
+    any_db.sql("INSERT INTO paints (id, colour) VALUES (4, 'blue')")
+
+    def contract():
+        return migrate(
+            db_url=any_db.url,
+            metadata=colours("red", "green"),
+            base_dir=str(ws.root),
+            allow_destructive=True,
+        )
+
+    with pytest.raises(RefusedChange, match=r"cannot remove 'blue'.*3 rows hold it"):
+        contract()
+    any_db.sql("UPDATE paints SET colour = 'green' WHERE colour = 'blue'")
+    assert contract().outcome is Outcome.APPLIED
+    labels = any_db.sql(
+        "SELECT e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid"
+        " WHERE t.typname = 'colour' ORDER BY e.enumsortorder"
+    )
+    assert labels == [("red",), ("green",)]
+    assert planned(any_db, ws, v2).empty and not planned(any_db, ws, v2).retained
+    assert any_db.sql("SELECT count(*) FROM paints WHERE colour = 'green'") == [(3,)]
+
+
+def test_an_enum_type_no_column_uses_is_dropped_on_the_contract_step(ws, pg_url):
+    url = pg_url.render_as_string(hide_password=False)
+    md = colours("red", "green")
+    migrate(db_url=url, metadata=md, base_dir=str(ws.root))
+    plain = sa.MetaData()
+    sa.Table("paints", plain, sa.Column("id", sa.Integer, primary_key=True))
+    kw = {"db_url": url, "base_dir": str(ws.root), "allow_destructive": True}
+    # Without the contract step the column and its type are kept; with it both go, the type last.
+    plan = check(db_url=url, metadata=plain, base_dir=str(ws.root)).plan
+    assert [c.kind.value for c in plan.retained] == ["drop_column", "drop_enum_type"]
+    result = migrate(metadata=plain, **kw)
+    assert result.outcome is Outcome.APPLIED
+    assert [c.kind.value for c in result.plan.changes] == ["drop_column", "drop_enum_type"]
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert not conn.exec_driver_sql("SELECT 1 FROM pg_type WHERE typname = 'colour'").all()
+    engine.dispose()
+    assert check(metadata=plain, db_url=url, base_dir=str(ws.root)).plan.empty

@@ -55,6 +55,10 @@ class Backend(Protocol):
     def more_changes(self, conn: Connection, metadata: MetaData) -> list[Change]:
         """Differences Alembic's comparison does not report (PostgreSQL: new enum values)."""
 
+    def scratch(self, conn: Connection) -> AbstractContextManager[Connection]:
+        """A connection on which a temporary table can be created and dropped while conn's
+        transaction is open, without committing it or waiting for its locks."""
+
     def index_names(self, conn: Connection, table: str) -> set[str]:
         """Every index on table, those its reflection skips (SQLite's expression indexes) too."""
 

@@ -41,6 +41,12 @@ def inverse(change: Change) -> list[Change] | None:
         ]
     if change.kind is ChangeKind.RETIRE_COLUMN:
         return [_not_null_again(change)]
+    if change.kind is ChangeKind.ALTER_PRIMARY_KEY:
+        old = ops.CreatePrimaryKeyOp(change.name, change.table, list(change.columns))
+        back = f"put the primary key of {change.table} back on ({', '.join(change.columns)})"
+        return [
+            dataclasses.replace(change, op=old, columns=tuple(change.op.columns), description=back)
+        ]
     opposite = _OPPOSITE.get(change.kind)
     if opposite is None or change.op is None:
         return None

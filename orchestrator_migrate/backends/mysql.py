@@ -59,6 +59,14 @@ def _nullable(conn: Connection, change: Change) -> list[str]:
     return [f"ALTER TABLE {q(change.table)} MODIFY {q(str(change.column))} {spec} NULL"]
 
 
+def _primary_key(conn: Connection, change: Change) -> list[str]:
+    # One statement: the table is never without its key.
+    q = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(q(c) for c in change.op.columns)
+    drop = "DROP PRIMARY KEY, " if change.columns else ""
+    return [f"ALTER TABLE {q(change.table)} {drop}ADD PRIMARY KEY ({columns})"]
+
+
 def _index(conn: Connection, change: Change) -> list[str]:
     from .ddl import render
 
@@ -217,7 +225,11 @@ class MySQLBackend(ServerBackend):
     compilation = _MySQLCompilation
 
     def overrides(self) -> dict[ChangeKind, Override]:
-        return {ChangeKind.RETIRE_COLUMN: _nullable, ChangeKind.ADD_INDEX: _index}
+        return {
+            ChangeKind.RETIRE_COLUMN: _nullable,
+            ChangeKind.ADD_INDEX: _index,
+            ChangeKind.ALTER_PRIMARY_KEY: _primary_key,
+        }
 
     def alter_part(self, conn: Connection, change: Change) -> list[str]:
         # One ALTER ... MODIFY restates the whole column: every part that differs, at once.

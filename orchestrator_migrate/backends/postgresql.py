@@ -49,6 +49,15 @@ def _drop_not_null(conn: Connection, change: Change) -> list[str]:
     return [f"ALTER TABLE {q(change.table)} ALTER COLUMN {q(str(change.column))} DROP NOT NULL"]
 
 
+def _primary_key(conn: Connection, change: Change) -> list[str]:
+    # One statement: the table is never without its key, and the key keeps its name.
+    q = conn.dialect.identifier_preparer.quote
+    table, name = q(change.table), q(str(change.name or f"{change.table}_pkey"))
+    columns = ", ".join(q(c) for c in change.op.columns)
+    drop = f"DROP CONSTRAINT {name}, " if change.columns else ""
+    return [f"ALTER TABLE {table} {drop}ADD CONSTRAINT {name} PRIMARY KEY ({columns})"]
+
+
 def _alter_type(conn: Connection, change: Change) -> list[str]:
     # USING casts the values the way PostgreSQL's own cast does, or fails the plan.
     q = conn.dialect.identifier_preparer.quote
@@ -63,6 +72,59 @@ def _add_enum_values(conn: Connection, change: Change) -> list[str]:
     name = q(str(change.name))
     values = ["'" + value.replace("'", "''") + "'" for value in change.values]
     return [f"ALTER TYPE {name} ADD VALUE IF NOT EXISTS {value}" for value in values]
+
+
+def _enum_uses(conn: Connection, name: str) -> list[tuple[str, str, str | None]]:
+    """(table, column, default) of every column of the enum type name in this schema."""
+    rows = conn.exec_driver_sql(
+        "SELECT c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid)"
+        " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_type t ON t.oid = a.atttypid"
+        " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+        " WHERE t.typname = %(name)s AND c.relkind = 'r' AND a.attnum > 0"
+        " AND NOT a.attisdropped AND c.relnamespace = current_schema()::regnamespace"
+        " ORDER BY 1, 2",
+        {"name": name},
+    )
+    return [(str(t), str(c), d) for t, c, d in rows]
+
+
+def _gone(metadata: MetaData, table: str, column: str) -> bool:
+    model = metadata.tables.get(table)
+    return model is None or column not in model.c
+
+
+def _removal(table: str, name: str, gone: tuple[str, ...], type_: Enum, uses: list[Any]) -> Change:
+    shown = ", ".join(repr(v) for v in gone)
+    return Change(
+        ChangeKind.REMOVE_ENUM_VALUES,
+        table,
+        f"remove {shown} from enum type {name}",
+        name=name,
+        values=gone,
+        op={"values": list(type_.enums), "uses": [(t, c) for t, c, _ in uses], "defaults": uses},
+    )
+
+
+def _recreate_enum(conn: Connection, change: Change) -> list[str]:
+    """The type under a temporary name, a new one with the models' values, every column cast
+    to it (its default set again), the old type dropped: in the plan's one transaction."""
+    q = conn.dialect.identifier_preparer.quote
+    name, old = q(str(change.name)), q(f"{change.name}__om_old")
+    values = ", ".join("'" + v.replace("'", "''") + "'" for v in change.op["values"])
+    sql = [f"ALTER TYPE {name} RENAME TO {old}", f"CREATE TYPE {name} AS ENUM ({values})"]
+    for table, column, default in change.op["defaults"]:
+        alter = f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)}"
+        if default is not None:
+            sql.append(f"{alter} DROP DEFAULT")
+        sql.append(f"{alter} TYPE {name} USING {q(column)}::text::{name}")
+        if default is not None:
+            sql.append(f"{alter} SET DEFAULT {default.split('::')[0]}::{name}")
+    return [*sql, f"DROP TYPE {old}"]
+
+
+def _drop_enum_type(conn: Connection, change: Change) -> list[str]:
+    return [f"DROP TYPE {conn.dialect.identifier_preparer.quote(str(change.name))}"]
 
 
 class _EnumCompilation(Compilation):
@@ -91,6 +153,8 @@ class _EnumCompilation(Compilation):
 
     def adjust(self, change: Change, sql: list[str]) -> list[str]:
         """CREATE TYPE before a type's first use, and never twice."""
+        if change.kind is ChangeKind.REMOVE_ENUM_VALUES:
+            return sql  # the type is recreated under its own name
         kept = []
         for statement in self.first_use(change) + sql:
             match = _CREATE_TYPE.match(statement)
@@ -159,7 +223,20 @@ class PostgreSQLBackend(ServerBackend):
             ChangeKind.RETIRE_COLUMN: _drop_not_null,
             ChangeKind.ALTER_TYPE: _alter_type,
             ChangeKind.ADD_ENUM_VALUE: _add_enum_values,
+            ChangeKind.ALTER_PRIMARY_KEY: _primary_key,
+            ChangeKind.REMOVE_ENUM_VALUES: _recreate_enum,
+            ChangeKind.DROP_ENUM_TYPE: _drop_enum_type,
         }
+
+    @contextmanager
+    def scratch(self, conn: Connection) -> Iterator[Connection]:
+        """conn itself, inside a savepoint rolled back afterwards: another connection would wait
+        for the locks a plan's transaction holds (a type it recreates) while conn waits for it."""
+        savepoint = conn.begin_nested()
+        try:
+            yield conn
+        finally:
+            savepoint.rollback()
 
     def more_changes(self, conn: Connection, metadata: MetaData) -> list[Change]:
         """Values the models' native enums have and the database's enum types lack. (A value
@@ -182,7 +259,39 @@ class PostgreSQLBackend(ServerBackend):
                         name=type_.name,
                         values=new,
                     )
-        return list(found.values())
+        return [*found.values(), *self._enum_removals(conn, metadata, labels)]
+
+    def _enum_removals(
+        self, conn: Connection, metadata: MetaData, labels: dict[str, list[str]]
+    ) -> list[Change]:
+        """Values the database's enum types have and the models' do not, and types of ours no
+        column uses any more: removed on the contract step only (the planner keeps them)."""
+        modelled: dict[str, tuple[str, Enum]] = {}
+        for table in metadata.sorted_tables:
+            for column in table.columns:
+                type_ = column.type
+                if isinstance(type_, Enum) and type_.native_enum and type_.name:
+                    modelled.setdefault(type_.name, (table.name, type_))
+        found = []
+        for name, values in sorted(labels.items()):
+            uses = _enum_uses(conn, name)
+            if name in modelled:
+                where, model = modelled[name]
+                gone = tuple(v for v in values if v not in model.enums)
+                if gone:
+                    found.append(_removal(where, name, gone, model, uses))
+            elif all(_gone(metadata, table, column) for table, column, _ in uses):
+                # Used by no column, or only by columns the models dropped (it goes after them).
+                found.append(
+                    Change(
+                        ChangeKind.DROP_ENUM_TYPE,
+                        uses[0][0] if uses else "",
+                        f"enum type {name} (no column of the models uses it)",
+                        name=name,
+                        columns=tuple(f"{t}.{c}" for t, c, _ in uses),
+                    )
+                )
+        return found
 
     def reset_sequence(self, conn: Connection, table: str, column: str) -> None:
         # An explicit id leaves the serial behind; the next row must not reuse an id.

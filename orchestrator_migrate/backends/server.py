@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import MetaData, inspect
@@ -147,6 +148,12 @@ class ServerBackend:
 
     def same_kind(self, dropped_type: Any, added_type: Any) -> bool:
         return not self.types_differ(dropped_type, added_type)
+
+    @contextmanager
+    def scratch(self, conn: Connection) -> Iterator[Connection]:
+        """A connection of its own: DDL on conn has committed statement by statement."""
+        with conn.engine.connect() as other:
+            yield other.execution_options(isolation_level="AUTOCOMMIT")
 
     def index_names(self, conn: Connection, table: str) -> set[str]:
         return {str(ix["name"]) for ix in inspect(conn).get_indexes(table)}

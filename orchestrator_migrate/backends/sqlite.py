@@ -33,7 +33,7 @@ from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind, constraint_signature
 from ..model.entries import HistoryEntry
 from ..model.plan import Operation
-from ..model.tablecopy import copy_tables
+from ..model.tablecopy import check_signature, check_text, copy_tables
 from .base import Undo
 from .lock import FileMigrationLock, MigrationLock, ProcessLocalLock
 
@@ -148,6 +148,15 @@ class SQLiteBackend:
         dialect = sqlite.dialect()
         old = value_kind(dropped_type.compile(dialect=dialect))
         return old == value_kind(added_type.compile(dialect=dialect))
+
+    @contextmanager
+    def scratch(self, conn: Connection) -> Iterator[Connection]:
+        """conn itself, inside a savepoint rolled back afterwards."""
+        savepoint = conn.begin_nested()
+        try:
+            yield conn
+        finally:
+            savepoint.rollback()
 
     def index_names(self, conn: Connection, table: str) -> set[str]:
         rows = conn.exec_driver_sql(
@@ -335,10 +344,19 @@ class SQLiteBackend:
         modelled_checks = {
             str(con.name) for con in target.constraints if isinstance(con, CheckConstraint)
         }
+        dropping_texts = {c.owned_as for c in changes if c.kind is ChangeKind.DROP_CHECK}
+        modelled_texts = {
+            check_signature(target.name, check_text(con))
+            for con in target.constraints
+            if isinstance(con, CheckConstraint)
+        }
         for ck in insp.get_check_constraints(target.name):
             name = ck.get("name")
             if name and name not in modelled_checks | dropping_checks:
                 target.append_constraint(CheckConstraint(text(ck["sqltext"]), name=name))
+            signature = check_signature(target.name, str(ck["sqltext"]))
+            if not name and signature not in modelled_texts | dropping_texts:  # a DBA's
+                target.append_constraint(CheckConstraint(text(ck["sqltext"])))
         for fk in insp.get_foreign_keys(target.name):
             cols, referred = list(fk["constrained_columns"]), fk["referred_table"]
             sig = constraint_signature(target.name, "fk", cols)

@@ -1,6 +1,7 @@
-"""CHECK constraints, which Alembic's comparison leaves out: compared by name. An unnamed CHECK
-cannot be recognised across databases (each names it its own way) and is left alone; so is a
-CHECK that SQLAlchemy emits for a Boolean or Enum type."""
+"""CHECK constraints, which Alembic's comparison leaves out. A named CHECK is compared by name;
+an unnamed one by its text, as the database spells it (each database names it its own way:
+PostgreSQL `t_col_check`, MariaDB `CONSTRAINT_1`, SQLite none). The CHECKs SQLAlchemy emits for a
+Boolean or Enum type are recognised as the type's and never dropped."""
 
 from __future__ import annotations
 
@@ -8,40 +9,82 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from alembic.operations import ops
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData, Table, inspect
 from sqlalchemy.engine import Connection
 
 from ..model.changes import Change, ChangeKind
-from ..model.tablecopy import named_checks
+from ..model.tablecopy import (
+    check_signature,
+    check_text,
+    named_checks,
+    type_checks,
+    unnamed_checks,
+)
+from ..model.tablecopy import normal_sql as normal
+from .probe import Spelling
 
 
 def check_changes(
-    conn: Connection, metadata: MetaData, included: Callable[[str], bool]
+    conn: Connection, metadata: MetaData, included: Callable[[str], bool], spelling: Spelling
 ) -> Iterable[Change]:
-    """ADD_CHECK for a named CHECK the database lacks, DROP_CHECK for one it has and the
-    models do not (the planner keeps it unless the models once made it)."""
+    """ADD_CHECK for a CHECK the database lacks, DROP_CHECK for one it has and the models do not
+    (the planner keeps it unless the models once made it)."""
     insp = inspect(conn)
     existing = set(insp.get_table_names())
     for table in metadata.sorted_tables:
-        if table.name not in existing or not included(table.name):
-            continue
-        model = named_checks(table)
-        reflected: Any = insp.get_check_constraints(table.name)
-        present = {str(c["name"]) for c in reflected if c.get("name")}
-        for name, con in model.items():
-            if name not in present:
-                yield Change(
-                    ChangeKind.ADD_CHECK,
-                    table.name,
-                    f"add check {name} on {table.name} ({con.sqltext})",
-                    name=name,
-                    op=ops.CreateCheckConstraintOp.from_constraint(con),
-                )
-        for name in sorted(present - set(model)):
+        if table.name in existing and included(table.name):
+            reflected: Any = insp.get_check_constraints(table.name)
+            yield from _table_checks(table, list(reflected), spelling)
+
+
+def _table_checks(table: Table, reflected: list[Any], spelling: Spelling) -> Iterable[Change]:
+    named = named_checks(table)
+    present = {str(c["name"]) for c in reflected if c.get("name")}
+    for name, con in named.items():
+        if name not in present:
             yield Change(
-                ChangeKind.DROP_CHECK,
+                ChangeKind.ADD_CHECK,
                 table.name,
-                f"drop check {name} on {table.name}",
+                f"add check {name} on {table.name} ({con.sqltext})",
                 name=name,
-                op=ops.DropConstraintOp(name, table.name, type_="check"),
+                op=ops.CreateCheckConstraintOp.from_constraint(con),
             )
+    others = [c for c in reflected if c.get("name") not in named]
+    found = {normal(str(c["sqltext"])) for c in others}
+    unnamed = unnamed_checks(table)
+    for con in unnamed:
+        if not _spellings(table, con, spelling) & found:
+            yield Change(
+                ChangeKind.ADD_CHECK,
+                table.name,
+                f"add check on {table.name} ({check_text(con)})",
+                op=ops.CreateCheckConstraintOp(None, table.name, con.sqltext),
+            )
+    modelled = {
+        s for con in [*unnamed, *type_checks(table)] for s in _spellings(table, con, spelling)
+    }
+    modelled |= spelling.type_checks(table)
+    for check in sorted(others, key=lambda c: (str(c.get("name")), str(c["sqltext"]))):
+        text, name = str(check["sqltext"]), check.get("name")
+        if normal(text) in modelled:
+            continue
+        yield Change(
+            ChangeKind.DROP_CHECK,
+            table.name,
+            f"drop check {name or ''} on {table.name} ({text})".replace("  ", " "),
+            name=name,
+            op=ops.DropConstraintOp(
+                name,
+                table.name,
+                type_="check",
+                _reverse=ops.CreateCheckConstraintOp(name, table.name, text),
+            ),
+            owned_as=check_signature(table.name, text),
+        )
+
+
+def _spellings(table: Table, con: Any, spelling: Spelling) -> set[str]:
+    """The normal texts a model CHECK may have in the database: as written, as spelled there."""
+    written = normal(check_text(con))
+    spelled = spelling.check(table, con) if con in unnamed_checks(table) else ""
+    return {written, spelled} - {""}

@@ -19,6 +19,7 @@ from .checks import check_changes
 from .defaults import defaults_differ
 from .generated import generated_changes
 from .indexes import expression_index_changes, index_where, partial_index_changes
+from .primary_keys import primary_key_changes
 from .probe import Spelling
 from .types import widens
 
@@ -86,7 +87,7 @@ def diff(
         return include_name(name, "table", None)
 
     option = backend.where_option
-    spelling = Spelling(conn, backend.rewrites_expressions, option)
+    spelling = Spelling(conn, backend.scratch, backend.rewrites_expressions, option)
     found = [_with_where(c, conn.dialect, option) for c in _changes(upgrade.ops, metadata)]
     recreated = {
         str(c.name) for c in found if c.kind in (ChangeKind.DROP_INDEX, ChangeKind.ADD_INDEX)
@@ -95,8 +96,9 @@ def diff(
         *found,
         *partial_index_changes(conn, metadata, included, recreated, spelling, option),
         *expression_index_changes(conn, metadata, included, recreated, backend.index_names),
-        *check_changes(conn, metadata, included),
+        *check_changes(conn, metadata, included, spelling),
         *generated_changes(conn, metadata, included, spelling),
+        *primary_key_changes(conn, metadata, included),
         *backend.more_changes(conn, metadata),
     ]
 

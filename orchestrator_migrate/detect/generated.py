@@ -12,7 +12,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from ..model.changes import Change, ChangeKind
-from .probe import Spelling, normal
+from ..model.tablecopy import normal_sql as normal
+from .probe import Spelling
 
 
 def generated_changes(

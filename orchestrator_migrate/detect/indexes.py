@@ -11,7 +11,8 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateIndex
 
 from ..model.changes import Change, ChangeKind
-from .probe import Spelling, normal
+from ..model.tablecopy import normal_sql as normal
+from .probe import Spelling
 
 
 def partial_index_changes(

@@ -5,24 +5,36 @@ differs, so that an equal definition never shows up as a change."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from sqlalchemy import Column, Index, MetaData, Table, inspect
+from loguru import logger
+from sqlalchemy import CheckConstraint, Column, Index, MetaData, Table, inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
+
+from ..model.tablecopy import check_text, unnamed_checks
+from ..model.tablecopy import normal_sql as normal
 
 
 @dataclass(frozen=True)
 class _Spelled:
     computed: dict[str, str]  # column -> its generation expression
     where: dict[str, str]  # model index name -> its partial WHERE
+    checks: dict[str, str]  # the normal text of a model CHECK -> the normal text spelled here
+    type_checks: frozenset[str] = frozenset()  # those a Boolean or Enum type emits, spelled here
 
 
 @dataclass
 class Spelling:
     """A temporary copy of a model table, created on a connection of its own (the plan's may be
-    read-only), reflected, and dropped: its generated columns' and partial indexes' text."""
+    read-only), reflected, and dropped: the text of its generated columns, partial indexes and
+    CHECKs as the database stores it."""
 
     conn: Connection
+    scratch: Callable[[Connection], AbstractContextManager[Connection]]
     asks: bool  # whether the database rewrites what it stores (else the texts compare as they are)
     where_option: str | None  # the Index keyword of a partial index here, if any
     _seen: dict[str, _Spelled] = field(default_factory=dict)
@@ -33,15 +45,23 @@ class Spelling:
     def where(self, table: Table, index: str) -> str:
         return self._spelled(table).where.get(index, "")
 
+    def check(self, table: Table, con: CheckConstraint) -> str:
+        """The normal text of a model CHECK as the database spells it ('' if not asked)."""
+        return self._spelled(table).checks.get(normal(check_text(con)), "")
+
+    def type_checks(self, table: Table) -> frozenset[str]:
+        """The normal texts of the CHECKs the table's Boolean and Enum types emit, as spelled
+        by the database."""
+        return self._spelled(table).type_checks
+
     def _spelled(self, table: Table) -> _Spelled:
         if not self.asks:
-            return _Spelled({}, {})
+            return _Spelled({}, {}, {})
         if table.name not in self._seen:
             self._seen[table.name] = self._probe(table)
         return self._seen[table.name]
 
     def _probe(self, table: Table) -> _Spelled:
-        option = self.where_option
         name = f"_om_probe_{uuid.uuid4().hex[:12]}"
         probe = Table(
             name,
@@ -52,16 +72,31 @@ class Spelling:
             ),
             prefixes=["TEMPORARY"],
         )
-        names: dict[str, str] = {}
+        checks = {f"{name}_c{n}": con for n, con in enumerate(unnamed_checks(table))}
+        for check_name, con in checks.items():
+            probe.append_constraint(CheckConstraint(con.sqltext, name=check_name))
+        indexes: dict[str, str] = {}
         for number, index in enumerate(sorted(table.indexes, key=lambda i: str(i.name))):
             if all(isinstance(e, Column) for e in index.expressions):  # no expression indexes
                 columns = [probe.c[c.name] for c in index.columns]
-                names[f"{name}_{number}"] = str(index.name)
+                indexes[f"{name}_{number}"] = str(index.name)
                 Index(f"{name}_{number}", *columns, **index.dialect_kwargs)
-        with self.conn.engine.connect() as other:
-            other = other.execution_options(isolation_level="AUTOCOMMIT")
-            probe.create(other)
+        try:
+            return self._reflect(probe, checks, indexes)
+        except SQLAlchemyError as exc:  # a type the plan has yet to create: compare as written
+            logger.debug("Could not ask the database how it spells {}: {}", table.name, exc)
+            return _Spelled({}, {}, {})
+
+    def _reflect(
+        self, probe: Table, checks: dict[str, CheckConstraint], indexes: dict[str, str]
+    ) -> _Spelled:
+        option, name = self.where_option, probe.name
+        with self.scratch(self.conn) as other:
+            # The DDL itself, without the events that would create or drop a native enum type.
+            other.execute(CreateTable(probe))
             try:
+                for index in probe.indexes:
+                    other.execute(CreateIndex(index))
                 insp = inspect(other)
                 computed = {
                     c["name"]: str(c["computed"]["sqltext"])
@@ -69,17 +104,19 @@ class Spelling:
                     if c.get("computed")
                 }
                 where = {
-                    names[str(ix["name"])]: str(ix.get("dialect_options", {}).get(option, ""))
+                    indexes[str(ix["name"])]: str(ix.get("dialect_options", {}).get(option, ""))
                     for ix in insp.get_indexes(name)
-                    if ix["name"] in names and option
+                    if ix["name"] in indexes and option
                 }
+                reflected = insp.get_check_constraints(name)
+                spelled = {
+                    normal(check_text(checks[str(ck["name"])])): normal(str(ck["sqltext"]))
+                    for ck in reflected
+                    if ck.get("name") in checks
+                }
+                typed = frozenset(
+                    normal(str(ck["sqltext"])) for ck in reflected if ck.get("name") not in checks
+                )
             finally:
-                probe.drop(other)
-        return _Spelled(computed, where)
-
-
-def normal(sql: str) -> str:
-    """An expression without the quotes, parentheses, casts and spaces databases add."""
-    import re
-
-    return re.sub(r"[\s()`\"\[\]]|::[a-z_ ]+", "", sql.lower())
+                other.execute(DropTable(probe))
+        return _Spelled(computed, where, spelled, typed)

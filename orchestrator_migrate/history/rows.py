@@ -7,13 +7,13 @@ import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import MetaData
+from sqlalchemy import Enum, MetaData
 
 from ..model.attempt import Attempt, elapsed_ms
 from ..model.changes import constraint_signature
 from ..model.entries import HistoryEntry
 from ..model.outcome import Outcome
-from ..model.tablecopy import named_checks
+from ..model.tablecopy import check_signature, check_text, named_checks, unnamed_checks
 from ..version import __version__
 
 Clock = Callable[[], datetime]
@@ -67,8 +67,24 @@ def owned_objects(metadata: MetaData) -> dict[str, list[str]]:
         for kind in [_KINDS.get(type(con).__name__)]
         if kind
     )
-    checks = sorted(name for t in metadata.sorted_tables for name in named_checks(t))
+    checks = sorted(
+        [name for t in metadata.sorted_tables for name in named_checks(t)]
+        + [
+            check_signature(t.name, check_text(con))
+            for t in metadata.sorted_tables
+            for con in unnamed_checks(t)
+        ]
+    )
+    enums = sorted(
+        {
+            str(c.type.name)
+            for t in metadata.sorted_tables
+            for c in t.columns
+            if isinstance(c.type, Enum) and c.type.native_enum and c.type.name
+        }
+    )
     return {
+        "enums": enums,
         "tables": tables,
         "columns": columns,
         "indexes": indexes,

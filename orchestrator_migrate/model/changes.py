@@ -33,6 +33,9 @@ class ChangeKind(StrEnum):
     ALTER_COMMENT = "alter_comment"
     ALTER_TABLE_COMMENT = "alter_table_comment"
     ALTER_GENERATED = "alter_generated"
+    ALTER_PRIMARY_KEY = "alter_primary_key"
+    REMOVE_ENUM_VALUES = "remove_enum_values"
+    DROP_ENUM_TYPE = "drop_enum_type"
 
 
 def constraint_signature(table: str, kind: str, columns: list[str] | tuple[str, ...]) -> str:
@@ -58,6 +61,8 @@ class Precheck(StrEnum):
     ORPHANS = "orphans"  # a foreign key over rows that reference nothing
     FITS = "fits"  # a narrower type over values that do not fit it
     CHECK = "check"  # a CHECK over rows that violate it
+    PRIMARY_KEY = "primary_key"  # a primary key over NULLs or duplicates
+    ENUM_ROWS = "enum_rows"  # enum values removed while rows hold them
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,16 @@ KINDS: dict[ChangeKind, Kind] = {
     ChangeKind.ALTER_COMMENT: Kind(Safety.SAFE),
     ChangeKind.ALTER_TABLE_COMMENT: Kind(Safety.SAFE),
     ChangeKind.ALTER_GENERATED: Kind(Safety.DATA_DEPENDENT, sql_reversible=False),
+    ChangeKind.ALTER_PRIMARY_KEY: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.PRIMARY_KEY),
+    # Old replicas may still write a removed value: kept until the contract step.
+    ChangeKind.REMOVE_ENUM_VALUES: Kind(
+        Safety.DATA_DEPENDENT,
+        removes=True,
+        owner="enums",
+        precheck=Precheck.ENUM_ROWS,
+        sql_reversible=False,
+    ),
+    ChangeKind.DROP_ENUM_TYPE: Kind(Safety.SAFE, removes=True, owner="enums", sql_reversible=False),
 }
 
 
@@ -112,7 +127,8 @@ class Change:
     retained: bool = False
     # SQL that fills the rows a NOT NULL column would leave NULL (its backfill or Python default).
     fill: str | None = None
-    # The columns of the index or constraint a DROP_INDEX, DROP_UNIQUE or DROP_FK removes.
+    # The columns of the index or constraint a DROP_INDEX, DROP_UNIQUE or DROP_FK removes (the
+    # key an ALTER_PRIMARY_KEY replaces).
     columns: tuple[str, ...] = ()
     # An ALTER_TYPE that every old value fits (a longer VARCHAR, a larger integer, ...).
     widening: bool = False
@@ -122,6 +138,9 @@ class Change:
     refusal: str | None = None
     # The WHERE of a partial index an ADD_INDEX creates (its rows alone must be unique).
     where: str = ""
+    # How the object a drop removes is recorded as ours when its name does not say (the
+    # text of an unnamed CHECK).
+    owned_as: str | None = None
 
     @property
     def destructive(self) -> bool:

@@ -8,9 +8,11 @@ naming convention (usually none) then names them: a copy into a plain MetaData l
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import CheckConstraint, Index, MetaData, Table
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.sql.naming import conv
 
 
@@ -37,6 +39,45 @@ def copy_table(table: Table, into: MetaData, name: str | None = None) -> Table:
 def _signature(item: Any) -> tuple[str, tuple[str, ...]]:
     columns = item.expressions if isinstance(item, Index) else item.columns
     return type(item).__name__, tuple(str(getattr(c, "name", c)) for c in columns)
+
+
+def unnamed_checks(table: Table) -> list[CheckConstraint]:
+    """The CHECKs a model table declares without a name (and no naming convention gives one):
+    recognised by their text, as the database spells it."""
+    return [
+        con
+        for con in table.constraints
+        if isinstance(con, CheckConstraint)
+        and not getattr(con, "_type_bound", False)
+        and not isinstance(con.name, str)
+    ]
+
+
+def type_checks(table: Table) -> list[CheckConstraint]:
+    """The CHECKs SQLAlchemy emits for a Boolean or Enum(create_constraint=True) column."""
+    return [
+        con
+        for con in table.constraints
+        if isinstance(con, CheckConstraint) and getattr(con, "_type_bound", False)
+    ]
+
+
+def check_text(con: CheckConstraint) -> str:
+    """A CHECK's condition as SQL, as a CREATE TABLE writes it (bare column names, literal
+    values), without a dialect's quoting."""
+    dialect = DefaultDialect()
+    compiler = dialect.statement_compiler(dialect, None)
+    return str(compiler.process(con.sqltext, include_table=False, literal_binds=True))
+
+
+def normal_sql(sql: str) -> str:
+    """An expression without the quotes, parentheses, casts and spaces databases add."""
+    return re.sub(r"[\s()`\"\[\]]|::[a-z_ ]+", "", sql.lower())
+
+
+def check_signature(table: str, sql: str) -> str:
+    """How an unnamed CHECK is recognised across runs: 'table:check:<normal text>'."""
+    return f"{table}:check:{normal_sql(sql)}"
 
 
 def named_checks(table: Table) -> dict[str, CheckConstraint]:

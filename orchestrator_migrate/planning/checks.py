@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, String, func, inspect, literal_column
+from sqlalchemy import Integer, String, cast, func, inspect, literal_column, select
+from sqlalchemy import table as table_
 from sqlalchemy.engine import Connection
 
 from ..model.changes import KINDS, Change, ChangeKind, Precheck
@@ -169,6 +170,53 @@ def _unique(reader: _Reader, change: Change) -> Refusal | None:
     return _duplicates(reader, change.table, columns, change.where)  # a partial index: its rows
 
 
+def _primary_key(reader: _Reader, change: Change) -> Refusal | None:
+    """A primary key over NULLs (a key column cannot hold one) or rows that share a key."""
+    columns = list(change.op.columns)
+    for column in columns:
+        nulls = _null_rows(reader, change.table, column)
+        if nulls:
+            return Refusal(
+                change.table,
+                column,
+                nulls,
+                [],
+                f"cannot make {change.table}.{column} part of the primary key: {nulls} rows"
+                " hold NULL; fill them first",
+            )
+    return _duplicates(reader, change.table, columns)
+
+
+def _null_rows(reader: _Reader, table: str, column: str) -> int:
+    value = reader.column(table, column)
+    return reader.scalar(f"SELECT count(*) FROM {reader.quote(table)} WHERE {value} IS NULL")
+
+
+def _enum_rows(reader: _Reader, change: Change) -> Refusal | None:
+    """Enum values removed while rows hold them, in every column of the type."""
+    values = list(change.values)
+    total, where = 0, []
+    for table, column in change.op["uses"]:
+        held = cast(literal_column(reader.quote(column)), String).in_(values)
+        count = reader.conn.execute(
+            select(func.count()).select_from(table_(table)).where(held)
+        ).scalar_one()
+        if count:
+            total += int(count)
+            where.append(f"{table}.{column}")
+    if not total:
+        return None
+    shown = ", ".join(repr(v) for v in values)
+    return Refusal(
+        change.table,
+        where[0].split(".", 1)[1],
+        total,
+        [],
+        f"cannot remove {shown} from enum type {change.name}: {total} rows hold"
+        f" {'it' if len(values) == 1 else 'them'} ({', '.join(where)}); change them first",
+    )
+
+
 def _orphans(reader: _Reader, change: Change) -> Refusal | None:
     op = change.op
     values = [reader.column(change.table, c) for c in op.local_cols]
@@ -249,4 +297,6 @@ _CHECKS: dict[Precheck, Callable[[_Reader, Change], Refusal | None]] = {
     Precheck.ORPHANS: _orphans,
     Precheck.FITS: _fits,
     Precheck.CHECK: _violations,
+    Precheck.PRIMARY_KEY: _primary_key,
+    Precheck.ENUM_ROWS: _enum_rows,
 }

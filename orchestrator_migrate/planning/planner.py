@@ -107,6 +107,7 @@ def _keep(change: Change, allow_destructive: bool, owned: dict[str, set[str]]) -
     if kind.owner is None:
         return False
     ours = _OWNED_AS[kind.owner](change) in owned.get(kind.owner, set())
+    ours = ours or change.owned_as in owned.get(kind.owner, set())
     if change.kind is ChangeKind.DROP_INDEX and getattr(change.op, "kw", {}).get("unique"):
         # MariaDB reports a UNIQUE constraint as a unique index: ours if the models made one.
         unique = constraint_signature(change.table, "unique", change.columns)
@@ -120,6 +121,7 @@ _OWNED_AS: dict[str, Callable[[Change], str | None]] = {
     "indexes": lambda c: c.name,
     "constraints": lambda c: c.dropped_signature,
     "checks": lambda c: c.name,
+    "enums": lambda c: c.name,
 }
 
 
@@ -127,11 +129,22 @@ def _with_retired_columns(candidates: list[Change], kept: list[Change]) -> list[
     """Indexes and constraints on a column that is kept stay with it until it is dropped, so
     that the old replicas' writes to it are still checked."""
     retired = {(c.table, c.column) for c in kept if c.kind is ChangeKind.DROP_COLUMN}
+    tables = {c.table for c in kept if c.kind is ChangeKind.DROP_TABLE}
     return [
         c
         for c in candidates
-        if c.kind in (ChangeKind.DROP_INDEX, ChangeKind.DROP_UNIQUE, ChangeKind.DROP_FK)
-        and any((c.table, col) in retired for col in c.columns)
+        if (
+            c.kind in (ChangeKind.DROP_INDEX, ChangeKind.DROP_UNIQUE, ChangeKind.DROP_FK)
+            and any((c.table, col) in retired for col in c.columns)
+        )
+        # An enum type stays while a kept column or table uses it.
+        or (
+            c.kind is ChangeKind.DROP_ENUM_TYPE
+            and any(
+                (t, col) in retired or t in tables
+                for t, col in (use.split(".", 1) for use in c.columns)
+            )
+        )
     ]
 
 
@@ -180,23 +193,27 @@ def _ordered(conn: Connection, changes: list[Change]) -> list[Change]:
     are dropped before the columns they cover; tables are dropped last, children before their
     parents, in an order that does not depend on the process."""
     drops = {c.table: c for c in changes if c.kind is ChangeKind.DROP_TABLE}
+    types = [c for c in changes if c.kind is ChangeKind.DROP_ENUM_TYPE]  # after their users
     rest = sorted(
-        (c for c in changes if c.kind is not ChangeKind.DROP_TABLE),
+        (c for c in changes if c.kind not in (ChangeKind.DROP_TABLE, ChangeKind.DROP_ENUM_TYPE)),
         key=lambda c: _PHASE.get(c.kind, 1),
     )
     if not drops:
-        return rest
+        return rest + types
     ordered = [t for t, _ in inspect(conn).get_sorted_table_and_fkc_names() if t in drops]
     ordered += sorted(set(drops) - set(ordered))
-    return rest + [drops[t] for t in reversed(ordered)]
+    return rest + [drops[t] for t in reversed(ordered)] + types
 
 
 # A rename first (its table's other changes were planned before it), type changes next (a new
 # table may refer to a widened key), and columns dropped after their indexes and constraints.
-_PHASE = {
+_PHASE: dict[ChangeKind, float] = {
     ChangeKind.ADD_ENUM_VALUE: -2,
     ChangeKind.RENAME_TABLE: -1,
     ChangeKind.ALTER_TYPE: 0,
+    # A key changes once its new columns are NOT NULL, and before its old ones may hold NULL.
+    ChangeKind.ALTER_PRIMARY_KEY: 1.5,
+    ChangeKind.DROP_NOT_NULL: 1.6,
     ChangeKind.DROP_COLUMN: 2,
 }
 
