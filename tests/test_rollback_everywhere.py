@@ -188,3 +188,65 @@ def test_what_only_the_backup_can_undo_is_refused_by_sql(ws, any_db):
     back = undo(any_db, ws, use_backup=True)
     assert back.success, back.error_message
     assert any_db.sql("SELECT id, note FROM tasks ORDER BY id") == [(1, "n1"), (2, None)]
+
+
+BIG_V1 = """
+import sqlalchemy as sa
+md = sa.MetaData()
+sa.Table("big", md, sa.Column("id", sa.Integer, primary_key=True),
+         sa.Column("name", sa.String(40)))
+"""
+
+BIG_V2 = """
+import sqlalchemy as sa
+md = sa.MetaData()
+sa.Table("big", md, sa.Column("id", sa.Integer, primary_key=True),
+         sa.Column("name", sa.String(200)), sa.Column("note", sa.Text))
+"""
+
+
+def test_a_mariadb_rollback_killed_part_way_is_restored_by_the_next_start(ws, mysql_url):
+    """MariaDB commits each DDL statement: a rollback by SQL killed between its statements
+    would leave the schema in between. The next start restores the backup the rollback took
+    first, and the run it was undoing is still in force."""
+    import time
+
+    url = mysql_url.render_as_string(hide_password=False)
+    env = {"MCP_TASK_ORCHESTRATOR_DB_URL": url, "MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT": "0"}
+    assert ws.cli("--models", ws.write_models("big_v1", BIG_V1), env=env).returncode == 0
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO big (id, name) SELECT seq, CONCAT('n', seq) FROM seq_1_to_300000"
+        )
+    v2 = ws.write_models("big_v2", BIG_V2)
+    assert ws.cli("--models", v2, env=env).returncode == 0
+    victim = ws.popen("rollback", env=env)
+    deadline = time.monotonic() + 60
+    with engine.connect() as conn:
+        # The undo drops note, then narrows name: a copy of the table, long enough to land in.
+        while not conn.exec_driver_sql(
+            "SELECT 1 FROM information_schema.PROCESSLIST"
+            " WHERE INFO LIKE 'ALTER TABLE big MODIFY name VARCHAR(40)%%'"
+        ).all():
+            assert victim.poll() is None, victim.communicate()
+            assert time.monotonic() < deadline, "the rollback never reached its ALTER TABLE"
+            time.sleep(0.01)
+    victim.kill()
+    victim.wait()
+    engine.dispose()
+
+    again = ws.cli("--models", v2, env=env)
+    assert again.returncode == 0, again.output
+    assert "died part-way; restoring" in again.stderr
+    columns = {c["name"]: c for c in sa.inspect(sa.create_engine(url)).get_columns("big")}
+    assert set(columns) == {"id", "name", "note"}
+    assert columns["name"]["type"].length == 200
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM big").scalar_one() == 300000
+    engine.dispose()
+    outcomes = [e["outcome"] for e in ws.cli("history", "--json", env=env).json()]
+    assert outcomes[:3] == ["interrupted_restored", "applied", "applied"], outcomes
+    # The run is still there to undo.
+    assert ws.cli("rollback", env=env).returncode == 0

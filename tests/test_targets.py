@@ -161,3 +161,23 @@ def test_no_models_at_all_exits_2_naming_the_entry_point_group(ws) -> None:
     if installed:
         pytest.skip(f"entry points installed in {ENTRY_POINT_GROUP}: {installed}")
     _assert_exit_2_touching_nothing(ws, result, "orchestrator_migrate.models", "--models")
+
+
+@pytest.mark.usefixtures("api_env")
+def test_tables_in_a_schema_of_their_own_are_refused_not_skipped(ws, any_db):
+    """Only the default schema is compared yet: a table with schema= would be skipped in
+    silence, so the run says so and changes nothing (on each backend)."""
+    import sqlalchemy as sa
+
+    from orchestrator_migrate import ConfigError, migrate
+
+    md = sa.MetaData()
+    sa.Table("plain", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table("jobs", md, sa.Column("id", sa.Integer, primary_key=True), schema="app")
+    with pytest.raises(ConfigError, match=r"schema of their own \(app\.jobs\)") as refused:
+        migrate(db_url=any_db.url, metadata=md, base_dir=str(ws.root))
+    assert refused.value.exit_code == 2
+    if any_db.kind == "sqlite":
+        assert not ws.db_path.exists() or "plain" not in any_db.tables()
+    else:
+        assert "plain" not in any_db.tables()

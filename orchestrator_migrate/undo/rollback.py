@@ -13,6 +13,7 @@ from sqlalchemy import table as table_
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import ColumnClause, ColumnElement
 
+from ..apply.strategies import strategy_for
 from ..backends.base import Undo
 from ..context import Run
 from ..model.attempt import Attempt, elapsed_ms
@@ -67,10 +68,12 @@ def rollback_by_sql(run: Run, after_id: int | None = None) -> MigrationResult:
     try:
         lock = run.backend.lock(run.settings.lock_timeout / 1000, run.settings.lock_name)
         with lock, engine.connect() as conn:
-            net = _SafetyNet(run, conn)
+            strategy_for(run.backend).recover(run, engine)  # a run or rollback that died
+            net = _SafetyNet(run, conn, started)
             conn.begin()
             try:
                 history_id, described = _undo_by_sql(run, conn, after_id, started)
+                net.done()
                 conn.commit()
             except RefusedChange:
                 conn.rollback()
@@ -90,9 +93,11 @@ def rollback_by_sql(run: Run, after_id: int | None = None) -> MigrationResult:
 
 class _SafetyNet:
     """Where a failed statement cannot be rolled back with its transaction, the backup taken
-    before the rollback's first statement, restored if the schema moved."""
+    before the rollback's first statement, restored if the schema moved; and, as for a run,
+    the record that the rollback is under way, so that the next holder of the lock restores
+    that backup if this process dies part-way."""
 
-    def __init__(self, run: Run, conn: Connection) -> None:
+    def __init__(self, run: Run, conn: Connection, started: float) -> None:
         from ..apply.stages import backup
 
         self.run = run
@@ -102,12 +107,21 @@ class _SafetyNet:
             with conn.begin():
                 self.fingerprint = run.backend.fingerprint(conn, run.settings.ignore_tables)
                 self.backup = backup(run, conn)
+                facts = Attempt("", started, run.clock(), self.fingerprint, backup=self.backup)
+                run.recorder.record_attempt(conn, facts, Outcome.IN_PROGRESS)
+
+    def done(self) -> None:
+        """The rollback is recorded: it is no longer under way."""
+        if self.backup is not None:
+            self.run.recorder.clear_in_progress(self.conn)
 
     def restore_if_moved(self) -> None:
         if self.backup is None:
             return
         with self.conn.begin():
             now = self.run.backend.fingerprint(self.conn, self.run.settings.ignore_tables)
+            if now == self.fingerprint:
+                self.run.recorder.clear_in_progress(self.conn)
         if now != self.fingerprint:
             logger.warning(
                 "Restoring {} after a failure part-way through the rollback", self.backup.id
