@@ -171,3 +171,29 @@ def test_an_identity_added_on_postgresql_is_refused(ws, pg_url):
         Outcome.APPLIED
     )
     assert check(db_url=url, metadata=model(True), base_dir=str(ws.root)).plan.empty
+
+
+def test_an_identity_column_added_on_postgresql_numbers_the_rows(ws, pg_url):
+    url = pg_url.render_as_string(hide_password=False)
+    base = sa.MetaData()
+    sa.Table("jobs", base, sa.Column("name", sa.String(20), primary_key=True))
+    migrate(db_url=url, metadata=base, base_dir=str(ws.root))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO jobs (name) VALUES ('a'), ('b')")
+    numbered = sa.MetaData()
+    sa.Table(
+        "jobs",
+        numbered,
+        sa.Column("name", sa.String(20), primary_key=True),
+        sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False),
+    )
+    assert migrate(db_url=url, metadata=numbered, base_dir=str(ws.root)).outcome is (
+        Outcome.APPLIED
+    )
+    assert check(db_url=url, metadata=numbered, base_dir=str(ws.root)).plan.empty
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO jobs (name) VALUES ('c')")
+        seqs = conn.exec_driver_sql("SELECT name, seq FROM jobs ORDER BY seq").all()
+    engine.dispose()
+    assert [s for _, s in seqs] == [1, 2, 3]
