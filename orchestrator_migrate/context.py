@@ -15,6 +15,7 @@ from .config.settings import Settings
 from .config.targets import merge, resolve
 from .history.recorder import Recorder
 from .history.rows import Clock, utc_now
+from .model.errors import TargetError
 from .model.plan import Plan
 from .planning.planner import build_plan
 from .version import __version__
@@ -45,6 +46,15 @@ def prepare_run(
     targets = resolve(settings.models, [metadata] if metadata is not None else [])
     backend = backend_for(settings.database_url(), busy_timeout_s=settings.lock_timeout / 1000)
     metadata = merge(targets)
+    schemas = sorted({str(t.schema) for t in metadata.tables.values() if t.schema})
+    if schemas and not backend.supports_schemas:
+        elsewhere = sorted(t.key for t in metadata.tables.values() if t.schema)
+        raise TargetError(
+            f"the models put tables in a schema of their own ({', '.join(elsewhere[:5])}), which"
+            f" {backend.name} does not have; nothing was changed. Leave schema= out, or point"
+            " DB_URL at that database"
+        )
+    backend.schemas = tuple(schemas)
     recorder = Recorder(metadata, clock, backend.reset_sequence)
     return Run(settings, backend, metadata, recorder, clock)
 

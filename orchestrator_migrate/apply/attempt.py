@@ -84,7 +84,9 @@ def _refuse(run: Run, conn: Connection, facts: Attempt) -> None:
 
 def _back_up(run: Run, conn: Connection, facts: Attempt, strategy: Strategy) -> None:
     """The backup (an empty database needs none), and the definitions a rollback needs."""
-    if strategy.needs_backup(run.settings) and stages.has_tables(conn, run.settings.ignore_tables):
+    if strategy.needs_backup(run.settings) and stages.has_tables(
+        conn, run.settings.ignore_tables, run.backend.schemas
+    ):
         facts.backup = stages.backup(run, conn)
     created = {c.table for c in facts.plan.changes if c.kind is ChangeKind.ADD_TABLE}
     touched = sorted({op.table for op in facts.plan.operations} - created)

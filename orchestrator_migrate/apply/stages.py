@@ -40,9 +40,15 @@ def refuse_if_too_slow(conn: Connection, plan: Plan, limit_ms: int) -> int:
     return estimate
 
 
-def has_tables(conn: Connection, ignore: list[str]) -> bool:
-    """Whether the database holds any table but ours: an empty one needs no backup."""
-    return any(not ignored(name, ignore) for name in inspect(conn).get_table_names())
+def has_tables(conn: Connection, ignore: list[str], schemas: tuple[str, ...] = ()) -> bool:
+    """Whether the database holds any table but ours, in the default schema or one the models
+    use: an empty one needs no backup."""
+    insp = inspect(conn)
+    return any(
+        not ignored(name, ignore)
+        for schema in (None, *schemas)
+        for name in insp.get_table_names(schema=schema)
+    )
 
 
 def backup(run: Run, conn: Connection) -> BackupInfo:

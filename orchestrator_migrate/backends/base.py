@@ -36,6 +36,10 @@ class Backend(Protocol):
     rewrites_expressions: bool
     # The Index keyword that makes an index partial here ("postgresql_where"), if any.
     where_option: str | None
+    # Whether tables may live in schemas of their own (schema= in the models), and those the
+    # models use besides the connection's default one (set once the models are known).
+    supports_schemas: bool
+    schemas: tuple[str, ...]
 
     def create_engine(self, read_only: bool = False) -> Engine:
         """An engine whose transactions cover DDL; read_only never writes, not even a file."""

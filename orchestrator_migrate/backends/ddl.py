@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Dialect
 
 from ..model.changes import Change, ChangeKind
+from ..model.names import quote_table, split_key, table_key
 
 
 class _Collector:
@@ -50,9 +51,11 @@ def rename_sql(dialect: Dialect, change: Change) -> list[str]:
     """ALTER TABLE ... RENAME for a RENAME_TABLE or RENAME_COLUMN change (the same everywhere)."""
     q = dialect.identifier_preparer.quote
     if change.kind is ChangeKind.RENAME_TABLE:
-        return [f"ALTER TABLE {q(str(change.name))} RENAME TO {q(change.table)}"]
+        schema, name = split_key(change.table)
+        old = quote_table(dialect, table_key(str(change.name), schema))
+        return [f"ALTER TABLE {old} RENAME TO {q(name)}"]
     return [
-        f"ALTER TABLE {q(change.table)} RENAME COLUMN {q(str(change.name))}"
+        f"ALTER TABLE {quote_table(dialect, change.table)} RENAME COLUMN {q(str(change.name))}"
         f" TO {q(str(change.column))}"
     ]
 

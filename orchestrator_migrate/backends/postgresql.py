@@ -14,6 +14,7 @@ from sqlalchemy import Enum, MetaData, inspect
 from sqlalchemy.engine import Connection
 
 from ..model.changes import Change, ChangeKind
+from ..model.names import quote_table, split_key
 from .base import Undo
 from .lock import MigrationLock
 from .server import Compilation, Override, ServerBackend, run_tool, schema_hash
@@ -46,13 +47,15 @@ def _spelling(type_: Any) -> str:
 
 def _drop_not_null(conn: Connection, change: Change) -> list[str]:
     q = conn.dialect.identifier_preparer.quote
-    return [f"ALTER TABLE {q(change.table)} ALTER COLUMN {q(str(change.column))} DROP NOT NULL"]
+    table = quote_table(conn.dialect, change.table)
+    return [f"ALTER TABLE {table} ALTER COLUMN {q(str(change.column))} DROP NOT NULL"]
 
 
 def _primary_key(conn: Connection, change: Change) -> list[str]:
     # One statement: the table is never without its key, and the key keeps its name.
     q = conn.dialect.identifier_preparer.quote
-    table, name = q(change.table), q(str(change.name or f"{change.table}_pkey"))
+    table = quote_table(conn.dialect, change.table)
+    name = q(str(change.name or f"{split_key(change.table)[1]}_pkey"))
     columns = ", ".join(q(c) for c in change.op.columns)
     drop = f"DROP CONSTRAINT {name}, " if change.columns else ""
     return [f"ALTER TABLE {table} {drop}ADD CONSTRAINT {name} PRIMARY KEY ({columns})"]
@@ -61,7 +64,7 @@ def _primary_key(conn: Connection, change: Change) -> list[str]:
 def _alter_type(conn: Connection, change: Change) -> list[str]:
     # USING casts the values the way PostgreSQL's own cast does, or fails the plan.
     q = conn.dialect.identifier_preparer.quote
-    table, column = q(change.table), q(str(change.column))
+    table, column = quote_table(conn.dialect, change.table), q(str(change.column))
     new = change.op.modify_type.compile(dialect=conn.dialect)
     return [f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {new} USING {column}::{new}"]
 
@@ -114,7 +117,7 @@ def _recreate_enum(conn: Connection, change: Change) -> list[str]:
     values = ", ".join("'" + v.replace("'", "''") + "'" for v in change.op["values"])
     sql = [f"ALTER TYPE {name} RENAME TO {old}", f"CREATE TYPE {name} AS ENUM ({values})"]
     for table, column, default in change.op["defaults"]:
-        alter = f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)}"
+        alter = f"ALTER TABLE {quote_table(conn.dialect, table)} ALTER COLUMN {q(column)}"
         if default is not None:
             sql.append(f"{alter} DROP DEFAULT")
         sql.append(f"{alter} TYPE {name} USING {q(column)}::text::{name}")
@@ -173,6 +176,7 @@ class _EnumCompilation(Compilation):
         return undo + [f"DROP TYPE {q(name.strip(chr(34)))}" for name in reversed(created)]
 
 
+_DUMPED_SCHEMA = re.compile(r"^CREATE SCHEMA (\S+);$", re.MULTILINE)
 _CREATE_TYPE = re.compile(r"^CREATE TYPE (\S+) AS ENUM", re.IGNORECASE)
 
 
@@ -183,6 +187,7 @@ class PostgreSQLBackend(ServerBackend):
     backup_suffix = ".dump"  # pg_dump's custom format, for pg_restore
     undo = Undo.TRANSACTION
     where_option: str | None = "postgresql_where"
+    supports_schemas = True
 
     def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
         from .server_locks import PostgresAdvisoryLock
@@ -193,25 +198,37 @@ class PostgreSQLBackend(ServerBackend):
         return _spelling(inspected_type) != _spelling(metadata_type)
 
     def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
+        # The default schema and those the models use; a table outside the default one is
+        # named schema.table.
+        listed = ", ".join("'" + s.replace("'", "''") + "'" for s in self.schemas)
+        within = f"(current_schema(){', ' + listed if listed else ''})"
+        spaces = f"(SELECT oid FROM pg_namespace WHERE nspname IN {within})"
+
+        def named(schema: str, table: str) -> str:
+            return (
+                f"CASE WHEN {schema} = current_schema() THEN {table}::text"
+                f" ELSE {schema} || '.' || {table} END"
+            )
+
         queries = (
-            "SELECT table_name, column_name || ' ' || data_type || ' '"
-            " || coalesce(character_maximum_length::text, '') || ' ' || is_nullable || ' '"
-            " || coalesce(column_default, '') || ' ' || coalesce(generation_expression, '')"
+            f"SELECT {named('table_schema', 'table_name')}, column_name || ' ' || data_type"
+            " || ' ' || coalesce(character_maximum_length::text, '') || ' ' || is_nullable"
+            " || ' ' || coalesce(column_default, '') || ' ' || coalesce(generation_expression, '')"
             " || ' ' || is_identity FROM information_schema.columns"
-            " WHERE table_schema = current_schema() ORDER BY 1, ordinal_position",
-            "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
-            " ORDER BY 1, indexname",
+            f" WHERE table_schema IN {within} ORDER BY 1, ordinal_position",
+            f"SELECT {named('schemaname', 'tablename')}, indexdef FROM pg_indexes"
+            f" WHERE schemaname IN {within} ORDER BY 1, indexname",
             "SELECT conrelid::regclass::text, conname || ' ' || pg_get_constraintdef(oid)"
-            " FROM pg_constraint WHERE connamespace = current_schema()::regnamespace"
+            f" FROM pg_constraint WHERE connamespace IN {spaces}"
             " AND conrelid <> 0 ORDER BY 1, conname",
             "SELECT t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)"
             " FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid"
-            " WHERE t.typnamespace = current_schema()::regnamespace GROUP BY t.typname ORDER BY 1",
+            f" WHERE t.typnamespace IN {spaces} GROUP BY t.typname ORDER BY 1",
             "SELECT c.relname, coalesce(a.attname, '') || ' ' || d.description"
             " FROM pg_description d JOIN pg_class c ON c.oid = d.objoid"
             " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid"
             " WHERE d.classoid = 'pg_class'::regclass"
-            " AND c.relnamespace = current_schema()::regnamespace ORDER BY 1, 2",
+            f" AND c.relnamespace IN {spaces} ORDER BY 1, 2",
         )
         return schema_hash(conn, queries, ignore)
 
@@ -312,11 +329,12 @@ class PostgreSQLBackend(ServerBackend):
         return args, env
 
     def backup_to(self, conn: Connection, destination: Path) -> None:
+        # Only the schemas this tool migrates: the default one and those the models use.
         args, env = self._pg_args()
-        run_tool(
-            ["pg_dump", "-Fc", "--no-owner", "-f", str(destination), *args, str(self.url.database)],
-            env,
-        )
+        default = str(conn.exec_driver_sql("SELECT current_schema()").scalar_one())
+        only = [arg for schema in (default, *self.schemas) for arg in ("-n", schema)]
+        command = ["pg_dump", "-Fc", "--no-owner", *only, "-f", str(destination), *args]
+        run_tool([*command, str(self.url.database)], env)
 
     def check_backup(self, path: Path) -> None:
         _, env = self._pg_args()
@@ -327,7 +345,12 @@ class PostgreSQLBackend(ServerBackend):
         # that objects created after the backup (which depend on restored ones) go too.
         args, env = self._pg_args()
         script = run_tool(["pg_restore", "--no-owner", "-f", "-", str(path)], env)
-        prelude = "DROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\n"
+        # The schemas the dump holds (it creates them); another schema is never touched. A dump
+        # of the whole database (before schemas were supported) holds public without creating it.
+        held = _DUMPED_SCHEMA.findall(script)
+        prelude = "".join(f"DROP SCHEMA IF EXISTS {s} CASCADE;\n" for s in held)  # as quoted
+        if not held:
+            prelude = "DROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\n"
         psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", *args]
         run_tool([*psql, "-d", str(self.url.database)], env, stdin=prelude + script)
 

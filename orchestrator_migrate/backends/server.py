@@ -17,6 +17,7 @@ from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind
 from ..model.entries import HistoryEntry
 from ..model.errors import RefusedChange
+from ..model.names import quote_table, split_key
 from ..model.plan import Operation
 
 
@@ -57,6 +58,8 @@ class ServerBackend:
     compilation: type[Compilation] = Compilation
     rewrites_expressions = True
     where_option: str | None = None
+    supports_schemas = False
+    schemas: tuple[str, ...] = ()
 
     def overrides(self) -> dict[ChangeKind, Override]:
         """This dialect's own SQL for some kinds; the rest is Alembic's rendering of the op."""
@@ -130,8 +133,8 @@ class ServerBackend:
     def _rows(self, conn: Connection, change: Change) -> int | None:
         if change.kind not in self.rewrites:
             return None
-        q = conn.dialect.identifier_preparer.quote
-        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {q(change.table)}").scalar_one())
+        table = quote_table(conn.dialect, change.table)
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())
 
     def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
         self.url = url
@@ -156,7 +159,8 @@ class ServerBackend:
             yield other.execution_options(isolation_level="AUTOCOMMIT")
 
     def index_names(self, conn: Connection, table: str) -> set[str]:
-        return {str(ix["name"]) for ix in inspect(conn).get_indexes(table)}
+        schema, name = split_key(table)
+        return {str(ix["name"]) for ix in inspect(conn).get_indexes(name, schema=schema)}
 
     def reset_sequence(self, conn: Connection, table: str, column: str) -> None:
         """An auto-increment counter follows explicit ids by itself."""
@@ -165,12 +169,12 @@ class ServerBackend:
         """The columns of each table, so that a rollback can count values in columns the run
         added (the statements that undo the run are recorded with its operations)."""
         insp = inspect(conn)
-        present = set(insp.get_table_names())
-        return {
-            table: {"columns": [c["name"] for c in insp.get_columns(table)]}
-            for table in tables
-            if table in present
-        }
+        found: dict[str, Any] = {}
+        for table in tables:
+            schema, name = split_key(table)
+            if insp.has_table(name, schema=schema):
+                found[table] = {"columns": [c["name"] for c in insp.get_columns(name, schema)]}
+        return found
 
     def reverse_sql(self, conn: Connection, entry: HistoryEntry) -> list[str]:
         """The undo statements recorded with the run's operations, newest operation first."""
@@ -194,7 +198,7 @@ class ServerBackend:
         from .ddl import render
 
         q = conn.dialect.identifier_preparer.quote
-        table, column = q(change.table), q(str(change.column))
+        table, column = quote_table(conn.dialect, change.table), q(str(change.column))
         if change.kind is ChangeKind.SET_NOT_NULL:
             update = f"UPDATE {table} SET {column} = ({change.fill}) WHERE {column} IS NULL"
             return [update, *self.alter_part(conn, change)]

@@ -86,6 +86,8 @@ class SQLiteBackend:
     undo = Undo.TRANSACTION
     rewrites_expressions = False  # it keeps the CREATE statement as written
     where_option: str | None = "sqlite_where"
+    supports_schemas = False
+    schemas: tuple[str, ...] = ()
 
     def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
         self.url = url

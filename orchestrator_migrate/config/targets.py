@@ -90,18 +90,7 @@ def resolve(references: Sequence[str], extra: Iterable[MetaData] = ()) -> list[T
 
 
 def merge(targets: Sequence[Target]) -> MetaData:
-    """One MetaData holding every target's tables; TargetError when two define one table, or
-    when a table is in a schema of its own (only the connection's default schema is compared:
-    its tables would be skipped in silence)."""
-    for target in targets:
-        elsewhere = sorted(t.key for t in target.metadata.sorted_tables if t.schema)
-        if elsewhere:
-            raise TargetError(
-                f"the models ({target.reference}) put tables in a schema of their own"
-                f" ({', '.join(elsewhere[:5])}); only the database's default schema is migrated"
-                " yet, and nothing was changed. Leave schema= out (or set the connection's"
-                " search_path / database to that schema in DB_URL)"
-            )
+    """One MetaData holding every target's tables; TargetError when two define one table."""
     if len(targets) == 1:
         return targets[0].metadata
     merged = MetaData()

@@ -21,6 +21,7 @@ from ..model.tablecopy import (
     unnamed_checks,
 )
 from ..model.tablecopy import normal_sql as normal
+from .present import present_tables
 from .probe import Spelling
 
 
@@ -30,11 +31,9 @@ def check_changes(
     """ADD_CHECK for a CHECK the database lacks, DROP_CHECK for one it has and the models do not
     (the planner keeps it unless the models once made it)."""
     insp = inspect(conn)
-    existing = set(insp.get_table_names())
-    for table in metadata.sorted_tables:
-        if table.name in existing and included(table.name):
-            reflected: Any = insp.get_check_constraints(table.name)
-            yield from _table_checks(table, list(reflected), spelling)
+    for table in present_tables(insp, metadata, included):
+        reflected: Any = insp.get_check_constraints(table.name, schema=table.schema)
+        yield from _table_checks(table, list(reflected), spelling)
 
 
 def _table_checks(table: Table, reflected: list[Any], spelling: Spelling) -> Iterable[Change]:
@@ -44,8 +43,8 @@ def _table_checks(table: Table, reflected: list[Any], spelling: Spelling) -> Ite
         if name not in present:
             yield Change(
                 ChangeKind.ADD_CHECK,
-                table.name,
-                f"add check {name} on {table.name} ({con.sqltext})",
+                table.key,
+                f"add check {name} on {table.key} ({con.sqltext})",
                 name=name,
                 op=ops.CreateCheckConstraintOp.from_constraint(con),
             )
@@ -56,9 +55,9 @@ def _table_checks(table: Table, reflected: list[Any], spelling: Spelling) -> Ite
         if not _spellings(table, con, spelling) & found:
             yield Change(
                 ChangeKind.ADD_CHECK,
-                table.name,
-                f"add check on {table.name} ({check_text(con)})",
-                op=ops.CreateCheckConstraintOp(None, table.name, con.sqltext),
+                table.key,
+                f"add check on {table.key} ({check_text(con)})",
+                op=ops.CreateCheckConstraintOp(None, table.name, con.sqltext, schema=table.schema),
             )
     modelled = {
         s for con in [*unnamed, *type_checks(table)] for s in _spellings(table, con, spelling)
@@ -70,12 +69,12 @@ def _table_checks(table: Table, reflected: list[Any], spelling: Spelling) -> Ite
             continue
         yield Change(
             ChangeKind.DROP_CHECK,
-            table.name,
-            f"drop check {name or ''} on {table.name} ({text})".replace("  ", " "),
+            table.key,
+            f"drop check {name or ''} on {table.key} ({text})".replace("  ", " "),
             name=name,
             op=ops.DropConstraintOp(
                 name,
-                table.name,
+                table.key,
                 type_="check",
                 _reverse=ops.CreateCheckConstraintOp(name, table.name, text),
             ),

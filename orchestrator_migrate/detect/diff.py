@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 from alembic.autogenerate import produce_migrations
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Identity, MetaData
+from sqlalchemy import Column, Enum, Identity, MetaData
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.elements import ClauseElement
 
 from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind
+from ..model.names import table_key
 from .checks import check_changes
 from .defaults import defaults_differ
 from .generated import generated_changes
@@ -37,7 +39,11 @@ def diff(
     """Every difference between the database on conn and metadata (on table only, if given),
     in Alembic's order."""
 
+    schemas = {t.schema for t in metadata.tables.values() if t.schema}
+
     def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+        if type_ == "schema":  # the default schema (None) and those the models use
+            return name is None or name in schemas
         if type_ == "table" and name is not None:
             return name == only if only is not None else not ignored(name, ignore_tables)
         return True
@@ -69,6 +75,7 @@ def diff(
             "compare_type": compare_type,
             "compare_server_default": True,
             "include_name": include_name,
+            "include_schemas": bool(schemas),
         },
     )
     # Plain defaults are compared by value here; Alembic keeps its own comparison of Computed
@@ -120,11 +127,11 @@ def _changes(operations: Iterable[ops.MigrateOperation], metadata: MetaData) -> 
 
 
 def _add_table(op: Any, metadata: MetaData) -> Iterable[Change]:
-    yield Change(ChangeKind.ADD_TABLE, op.table_name, f"create table {op.table_name}", op=op)
+    yield Change(ChangeKind.ADD_TABLE, _key(op), f"create table {_key(op)}", op=op)
 
 
 def _drop_table(op: Any, metadata: MetaData) -> Iterable[Change]:
-    yield Change(ChangeKind.DROP_TABLE, op.table_name, f"table {op.table_name}", op=op)
+    yield Change(ChangeKind.DROP_TABLE, _key(op), f"table {_key(op)}", op=op)
 
 
 def _add_column(op: Any, metadata: MetaData) -> Iterable[Change]:
@@ -135,8 +142,8 @@ def _add_column(op: Any, metadata: MetaData) -> Iterable[Change]:
         default = f" DEFAULT {_default_text(col.server_default)}"
     yield Change(
         ChangeKind.ADD_COLUMN,
-        op.table_name,
-        f"add column {op.table_name}.{col.name} {col.type}{nullable}{default}",
+        _key(op),
+        f"add column {_key(op)}.{col.name} {col.type}{nullable}{default}",
         column=col.name,
         op=op,
     )
@@ -145,8 +152,8 @@ def _add_column(op: Any, metadata: MetaData) -> Iterable[Change]:
 def _drop_column(op: Any, metadata: MetaData) -> Iterable[Change]:
     yield Change(
         ChangeKind.DROP_COLUMN,
-        op.table_name,
-        f"column {op.table_name}.{op.column_name}",
+        _key(op),
+        f"column {_key(op)}.{op.column_name}",
         column=op.column_name,
         op=op,
     )
@@ -156,9 +163,8 @@ def _add_index(op: Any, metadata: MetaData) -> Iterable[Change]:
     unique = "unique " if op.unique else ""
     yield Change(
         ChangeKind.ADD_INDEX,
-        op.table_name,
-        f"create {unique}index {op.index_name} on {op.table_name}"
-        f" ({', '.join(_names(op.columns))})",
+        _key(op),
+        f"create {unique}index {op.index_name} on {_key(op)} ({', '.join(_names(op.columns))})",
         name=_name(op.index_name),
         op=op,
     )
@@ -167,8 +173,8 @@ def _add_index(op: Any, metadata: MetaData) -> Iterable[Change]:
 def _drop_index(op: Any, metadata: MetaData) -> Iterable[Change]:
     yield Change(
         ChangeKind.DROP_INDEX,
-        op.table_name or "",
-        f"drop index {op.index_name} on {op.table_name}",
+        _key(op),
+        f"drop index {op.index_name} on {_key(op)}",
         name=_name(op.index_name),
         op=op,
         columns=tuple(dropped_index_columns(op)),
@@ -178,8 +184,8 @@ def _drop_index(op: Any, metadata: MetaData) -> Iterable[Change]:
 def _add_unique(op: Any, metadata: MetaData) -> Iterable[Change]:
     yield Change(
         ChangeKind.ADD_UNIQUE,
-        op.table_name,
-        f"add unique constraint on {op.table_name} ({', '.join(op.columns)})",
+        _key(op),
+        f"add unique constraint on {_key(op)} ({', '.join(op.columns)})",
         name=_name(op.constraint_name),
         op=op,
     )
@@ -188,8 +194,9 @@ def _add_unique(op: Any, metadata: MetaData) -> Iterable[Change]:
 def _add_foreign_key(op: Any, metadata: MetaData) -> Iterable[Change]:
     yield Change(
         ChangeKind.ADD_FK,
-        op.source_table,
-        f"add foreign key {op.source_table} ({', '.join(op.local_cols)}) ->"
+        _key(op, op.source_table, op.kw.get("source_schema")),
+        f"add foreign key {_key(op, op.source_table, op.kw.get('source_schema'))}"
+        f" ({', '.join(op.local_cols)}) ->"
         f" {op.referent_table} ({', '.join(op.remote_cols)})",
         name=_name(op.constraint_name),
         op=op,
@@ -204,8 +211,8 @@ def _drop_constraint(op: Any, metadata: MetaData) -> Iterable[Change]:
     label = op.constraint_name or f"({', '.join(columns)})"
     yield Change(
         kind,
-        op.table_name,
-        f"drop {what} {label} on {op.table_name}",
+        _key(op),
+        f"drop {what} {label} on {_key(op)}",
         name=_name(op.constraint_name),
         op=op,
         columns=columns,
@@ -213,16 +220,16 @@ def _drop_constraint(op: Any, metadata: MetaData) -> Iterable[Change]:
 
 
 def _alter_column(op: Any, metadata: MetaData) -> Iterable[Change]:
-    table = metadata.tables.get(op.table_name)
+    table = metadata.tables.get(_key(op))
     column = table.c.get(op.column_name) if table is not None else None
-    where = f"{op.table_name}.{op.column_name}"
+    where = f"{_key(op)}.{op.column_name}"
     if op.modify_type is not None:
         wider = widens(op.existing_type, op.modify_type)
         yield Change(
             ChangeKind.ALTER_TYPE,
-            op.table_name,
-            f"{'widen' if wider else 'change'} type of {where} from {op.existing_type}"
-            f" to {op.modify_type}",
+            _key(op),
+            f"{'widen' if wider else 'change'} type of {where} from"
+            f" {_type_text(op.existing_type)} to {_type_text(op.modify_type)}",
             column=op.column_name,
             op=op,
             widening=wider,
@@ -232,7 +239,7 @@ def _alter_column(op: Any, metadata: MetaData) -> Iterable[Change]:
             problem = f"{where} has other Identity options in the models than in the database"
             yield Change(
                 ChangeKind.ALTER_GENERATED,
-                op.table_name,
+                _key(op),
                 problem,
                 column=op.column_name,
                 refusal=f"{problem}. Change them by hand, or keep the database's",
@@ -242,7 +249,7 @@ def _alter_column(op: Any, metadata: MetaData) -> Iterable[Change]:
         text = f"set default of {where} to {_default_text(new)}" if new is not None else ""
         yield Change(
             ChangeKind.ALTER_DEFAULT,
-            op.table_name,
+            _key(op),
             text or f"drop default of {where}",
             column=op.column_name,
             op=op,
@@ -250,7 +257,7 @@ def _alter_column(op: Any, metadata: MetaData) -> Iterable[Change]:
     if op.modify_comment is not False:
         yield Change(
             ChangeKind.ALTER_COMMENT,
-            op.table_name,
+            _key(op),
             f"set comment of {where} to {op.modify_comment!r}"
             if op.modify_comment
             else f"drop comment of {where}",
@@ -260,19 +267,26 @@ def _alter_column(op: Any, metadata: MetaData) -> Iterable[Change]:
     if op.modify_nullable is not None and not (column is not None and column.primary_key):
         kind = ChangeKind.DROP_NOT_NULL if op.modify_nullable else ChangeKind.SET_NOT_NULL
         text = "drop NOT NULL on" if op.modify_nullable else "set NOT NULL on"
-        yield Change(kind, op.table_name, f"{text} {where}", column=op.column_name, op=op)
+        yield Change(kind, _key(op), f"{text} {where}", column=op.column_name, op=op)
 
 
 def _table_comment(op: Any, metadata: MetaData) -> Iterable[Change]:
     comment = getattr(op, "comment", None)
     yield Change(
         ChangeKind.ALTER_TABLE_COMMENT,
-        op.table_name,
-        f"set comment of table {op.table_name} to {comment!r}"
+        _key(op),
+        f"set comment of table {_key(op)} to {comment!r}"
         if comment
-        else f"drop comment of table {op.table_name}",
+        else f"drop comment of table {_key(op)}",
         op=op,
     )
+
+
+def _key(op: Any, name: str | None = None, schema: str | None = None) -> str:
+    """The table an op concerns, as the plan names it ('schema.name' outside the default)."""
+    if name is None:
+        name, schema = op.table_name or "", op.schema
+    return table_key(name, schema)
 
 
 def _name(name: Any) -> str | None:
@@ -292,7 +306,17 @@ def dropped_constraint_columns(op: ops.DropConstraintOp) -> list[str]:
 def _default_text(default: Any) -> str:
     arg = getattr(default, "arg", default)
     text = getattr(arg, "text", None)
-    return text if isinstance(text, str) else repr(arg)
+    if isinstance(text, str):
+        return text
+    if isinstance(arg, ClauseElement):  # sa.true(), func.now(), ...
+        return str(arg.compile(compile_kwargs={"literal_binds": True}))
+    return repr(arg)
+
+
+def _type_text(type_: Any) -> str:
+    if isinstance(type_, Enum) and type_.enums:
+        return f"ENUM({', '.join(repr(v) for v in type_.enums)})"
+    return str(type_)
 
 
 def dropped_index_columns(op: ops.DropIndexOp) -> list[str]:

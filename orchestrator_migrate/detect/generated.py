@@ -13,6 +13,7 @@ from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from ..model.changes import Change, ChangeKind
 from ..model.tablecopy import normal_sql as normal
+from .present import present_tables
 from .probe import Spelling
 
 
@@ -22,21 +23,18 @@ def generated_changes(
     """ALTER_GENERATED for each column that exists on both sides and whose Computed
     expression, or Identity, differs."""
     insp = inspect(conn)
-    existing = set(insp.get_table_names())
-    for table in metadata.sorted_tables:
-        if table.name not in existing or not included(table.name):
-            continue
-        reflected = {c["name"]: c for c in insp.get_columns(table.name)}
+    for table in present_tables(insp, metadata, included):
+        reflected = {c["name"]: c for c in insp.get_columns(table.name, schema=table.schema)}
         for column in table.columns:
             found = reflected.get(column.name)
             problem = found and _problem(spelling, column, found)
             if problem:
                 yield Change(
                     ChangeKind.ALTER_GENERATED,
-                    table.name,
-                    f"{table.name}.{column.name}: {problem}",
+                    table.key,
+                    f"{table.key}.{column.name}: {problem}",
                     column=column.name,
-                    refusal=f"{table.name}.{column.name} {problem}. {_ADVICE}",
+                    refusal=f"{table.key}.{column.name} {problem}. {_ADVICE}",
                 )
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 
 from alembic.operations import ops
-from sqlalchemy import Column, Index, MetaData, inspect
+from sqlalchemy import Column, Index, MetaData, Table, inspect
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateIndex
 
 from ..model.changes import Change, ChangeKind
 from ..model.tablecopy import normal_sql as normal
+from .present import present_tables
 from .probe import Spelling
 
 
@@ -28,11 +29,10 @@ def partial_index_changes(
     if option is None:
         return  # no partial indexes on this database
     insp = inspect(conn)
-    existing = set(insp.get_table_names())
-    for table in metadata.sorted_tables:
-        if table.name not in existing or not included(table.name):
-            continue
-        reflected = {str(ix["name"]): ix for ix in insp.get_indexes(table.name)}
+    for table in present_tables(insp, metadata, included):
+        reflected = {
+            str(ix["name"]): ix for ix in insp.get_indexes(table.name, schema=table.schema)
+        }
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             found = reflected.get(str(index.name))
             if found is None or index.name in changed:
@@ -47,7 +47,7 @@ def partial_index_changes(
                 and normal(spelling.where(table, str(index.name))) == normal(database)
             ):
                 continue
-            yield from _recreate(table.name, index, database, model)
+            yield from _recreate(table, index, database, model)
 
 
 def expression_index_changes(
@@ -60,24 +60,21 @@ def expression_index_changes(
     """ADD_INDEX for each expression index of the models that the database lacks and that
     Alembic's comparison skipped (SQLite's reflection cannot see them). One that exists is
     left as it is, and one the models no longer have is never dropped for what is unseen."""
-    existing = set(inspect(conn).get_table_names())
-    for table in metadata.sorted_tables:
-        if table.name not in existing or not included(table.name):
-            continue
+    for table in present_tables(inspect(conn), metadata, included):
         expressions = [
             ix
             for ix in sorted(table.indexes, key=lambda i: str(i.name))
             if str(ix.name) not in changed
             and any(not isinstance(e, Column) for e in ix.expressions)
         ]
-        present = index_names(conn, table.name) if expressions else set()
+        present = index_names(conn, table.key) if expressions else set()
         for index in expressions:
             if str(index.name) not in present:
                 yield Change(
                     ChangeKind.ADD_INDEX,
-                    table.name,
+                    table.key,
                     f"create {'unique ' if index.unique else ''}index {index.name} on"
-                    f" {table.name} ({', '.join(str(e) for e in index.expressions)})",
+                    f" {table.key} ({', '.join(str(e) for e in index.expressions)})",
                     name=str(index.name),
                     op=ops.CreateIndexOp.from_index(index),
                 )
@@ -96,7 +93,8 @@ def index_where(dialect: Dialect, option: str | None, index: Index) -> str:
     return create.split(" WHERE ", 1)[1] if " WHERE " in create else ""
 
 
-def _recreate(table: str, index: Index, before: str, after: str) -> Iterable[Change]:
+def _recreate(model: Table, index: Index, before: str, after: str) -> Iterable[Change]:
+    table = model.key
     name = str(index.name)
     was = f" where {before}" if before else " (a full index)"
     now = f" where {after}" if after else " (a full index)"
@@ -106,7 +104,7 @@ def _recreate(table: str, index: Index, before: str, after: str) -> Iterable[Cha
         table,
         f"drop index {name} on {table}{was}",
         name=name,
-        op=ops.DropIndexOp(name, table_name=table),
+        op=ops.DropIndexOp(name, table_name=model.name, schema=model.schema),
         columns=columns,
     )
     yield Change(

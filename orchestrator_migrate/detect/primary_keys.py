@@ -11,6 +11,8 @@ from sqlalchemy import DefaultClause, MetaData, inspect, text
 from sqlalchemy.engine import Connection
 
 from ..model.changes import Change, ChangeKind
+from ..model.names import split_key
+from .present import present_tables
 
 
 def primary_key_changes(
@@ -18,38 +20,38 @@ def primary_key_changes(
 ) -> Iterable[Change]:
     """ALTER_PRIMARY_KEY for each table whose key has other columns in the models."""
     insp = inspect(conn)
-    existing = set(insp.get_table_names())
-    for table in metadata.sorted_tables:
-        if table.name not in existing or not included(table.name):
-            continue
+    for table in present_tables(insp, metadata, included):
         model = tuple(c.name for c in table.primary_key.columns)
-        reflected = insp.get_pk_constraint(table.name)
+        reflected = insp.get_pk_constraint(table.name, schema=table.schema)
         found = tuple(str(c) for c in reflected.get("constrained_columns") or ())
         if not model or model == found:
             continue  # a table without a key in the models keeps the database's
-        columns: dict[str, Any] = {c["name"]: c for c in insp.get_columns(table.name)}
+        columns: dict[str, Any] = {
+            c["name"]: c for c in insp.get_columns(table.name, schema=table.schema)
+        }
         for column in model:
             if column not in found and columns.get(column, {}).get("nullable"):
-                yield _not_null(table.name, columns[column])
+                yield _not_null(table.key, table.schema, columns[column])
         name = reflected.get("name") or table.primary_key.name
         yield Change(
             ChangeKind.ALTER_PRIMARY_KEY,
-            table.name,
-            f"change the primary key of {table.name} from ({', '.join(found)}) to"
+            table.key,
+            f"change the primary key of {table.key} from ({', '.join(found)}) to"
             f" ({', '.join(model)})",
             name=name if isinstance(name, str) else None,
-            op=ops.CreatePrimaryKeyOp(name, table.name, list(model)),
+            op=ops.CreatePrimaryKeyOp(name, table.name, list(model), schema=table.schema),
             columns=found,
         )
 
 
-def _not_null(table: str, column: Any) -> Change:
+def _not_null(table: str, schema: str | None, column: Any) -> Change:
     """A column joining the key becomes NOT NULL first, as a change of its own (counted, and
     undone by a rollback)."""
     default = column.get("default")
     op = ops.AlterColumnOp(
-        table,
+        split_key(table)[1],
         column["name"],
+        schema=schema,
         modify_nullable=False,
         existing_type=column["type"],
         existing_nullable=True,

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from loguru import logger
-from sqlalchemy import CheckConstraint, Column, Index, MetaData, Table, inspect
+from sqlalchemy import CheckConstraint, Column, Index, MetaData, Table, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
@@ -74,7 +74,8 @@ class Spelling:
         )
         checks = {f"{name}_c{n}": con for n, con in enumerate(unnamed_checks(table))}
         for check_name, con in checks.items():
-            probe.append_constraint(CheckConstraint(con.sqltext, name=check_name))
+            # As text: the model's own expression would attach the copy to the model's table.
+            probe.append_constraint(CheckConstraint(text(check_text(con)), name=check_name))
         indexes: dict[str, str] = {}
         for number, index in enumerate(sorted(table.indexes, key=lambda i: str(i.name))):
             if all(isinstance(e, Column) for e in index.expressions):  # no expression indexes

@@ -58,10 +58,10 @@ def row(
 def owned_objects(metadata: MetaData) -> dict[str, list[str]]:
     """The tables, columns, indexes and constraints the models define, recorded as ours."""
     tables = sorted(metadata.tables)
-    columns = sorted(f"{t.name}.{c.name}" for t in metadata.sorted_tables for c in t.columns)
+    columns = sorted(f"{t.key}.{c.name}" for t in metadata.sorted_tables for c in t.columns)
     indexes = sorted(str(i.name) for t in metadata.sorted_tables for i in t.indexes if i.name)
     constraints = sorted(
-        constraint_signature(t.name, kind, [c.name for c in getattr(con, "columns", ())])
+        constraint_signature(t.key, kind, [c.name for c in getattr(con, "columns", ())])
         for t in metadata.sorted_tables
         for con in t.constraints
         for kind in [_KINDS.get(type(con).__name__)]
@@ -70,7 +70,7 @@ def owned_objects(metadata: MetaData) -> dict[str, list[str]]:
     checks = sorted(
         [name for t in metadata.sorted_tables for name in named_checks(t)]
         + [
-            check_signature(t.name, check_text(con))
+            check_signature(t.key, check_text(con))
             for t in metadata.sorted_tables
             for con in unnamed_checks(t)
         ]

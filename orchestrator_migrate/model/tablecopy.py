@@ -36,9 +36,11 @@ def copy_table(table: Table, into: MetaData, name: str | None = None) -> Table:
     return copy
 
 
-def _signature(item: Any) -> tuple[str, tuple[str, ...]]:
+def _signature(item: Any) -> tuple[str, tuple[str, ...], str]:
     columns = item.expressions if isinstance(item, Index) else item.columns
-    return type(item).__name__, tuple(str(getattr(c, "name", c)) for c in columns)
+    # A CHECK written as SQL text has no columns: its text tells it apart.
+    text = check_text(item) if isinstance(item, CheckConstraint) else ""
+    return type(item).__name__, tuple(str(getattr(c, "name", c)) for c in columns), text
 
 
 def unnamed_checks(table: Table) -> list[CheckConstraint]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, String, cast, func, inspect, literal_column, select
+from sqlalchemy import Enum, Integer, String, cast, func, inspect, literal_column, select
 from sqlalchemy import table as table_
 from sqlalchemy.engine import Connection
 
 from ..model.changes import KINDS, Change, ChangeKind, Precheck
 from ..model.errors import Refusal
+from ..model.names import quote_table, split_key
 from ..model.plan import Plan
 
 SAMPLE_KEYS = 5
@@ -29,6 +30,9 @@ class _Reader:
 
     def quote(self, name: str) -> str:
         return str(self.conn.dialect.identifier_preparer.quote(name))
+
+    def table(self, key: str) -> str:
+        return quote_table(self.conn.dialect, key)
 
     def column(self, table: str, column: str) -> str:
         """SQL for the value the column will hold before the change runs."""
@@ -82,15 +86,16 @@ def _rows_that_break(
     """A refusal naming the rows of change.table that match where: why(count), a few of their
     primary keys, then the advice; None when no row matches."""
     table = change.table
-    count = reader.scalar(f"SELECT count(*) FROM {reader.quote(table)} WHERE {where}")
+    count = reader.scalar(f"SELECT count(*) FROM {reader.table(table)} WHERE {where}")
     if not count:
         return None
-    pk = inspect(reader.conn).get_pk_constraint(table).get("constrained_columns") or []
+    schema, name = split_key(table)
+    pk = inspect(reader.conn).get_pk_constraint(name, schema).get("constrained_columns") or []
     keys: list[object] = []
     if pk:
         cols = ", ".join(reader.quote(c) for c in pk)
         rows = reader.conn.exec_driver_sql(
-            f"SELECT {cols} FROM {reader.quote(table)} WHERE {where} ORDER BY {cols}"
+            f"SELECT {cols} FROM {reader.table(table)} WHERE {where} ORDER BY {cols}"
             f" LIMIT {SAMPLE_KEYS}"
         ).all()
         keys = [r[0] if len(r) == 1 else tuple(r) for r in rows]
@@ -102,7 +107,7 @@ def _not_null_column_without_default(reader: _Reader, change: Change) -> Refusal
     column = change.op.column
     if column.nullable or column.server_default is not None or change.fill is not None:
         return None
-    rows = reader.scalar(f"SELECT count(*) FROM {reader.quote(change.table)}")
+    rows = reader.scalar(f"SELECT count(*) FROM {reader.table(change.table)}")
     if not rows:
         return None
     callable_default = column.default is not None and not getattr(column.default, "is_scalar", 0)
@@ -143,7 +148,7 @@ def _duplicates(
     names = ", ".join(f"c{i}" for i in range(len(columns)))
     not_null = " AND ".join(f"c{i} IS NOT NULL" for i in range(len(columns)))
     groups = reader.conn.exec_driver_sql(
-        f"SELECT {names}, count(*) FROM (SELECT {values} FROM {reader.quote(table)}"
+        f"SELECT {names}, count(*) FROM (SELECT {values} FROM {reader.table(table)}"
         f"{f' WHERE {where}' if where else ''}) s"
         f" WHERE {not_null} GROUP BY {names} HAVING count(*) > 1 ORDER BY {names}"
     ).all()
@@ -189,7 +194,7 @@ def _primary_key(reader: _Reader, change: Change) -> Refusal | None:
 
 def _null_rows(reader: _Reader, table: str, column: str) -> int:
     value = reader.column(table, column)
-    return reader.scalar(f"SELECT count(*) FROM {reader.quote(table)} WHERE {value} IS NULL")
+    return reader.scalar(f"SELECT count(*) FROM {reader.table(table)} WHERE {value} IS NULL")
 
 
 def _enum_rows(reader: _Reader, change: Change) -> Refusal | None:
@@ -220,7 +225,9 @@ def _enum_rows(reader: _Reader, change: Change) -> Refusal | None:
 def _orphans(reader: _Reader, change: Change) -> Refusal | None:
     op = change.op
     values = [reader.column(change.table, c) for c in op.local_cols]
-    if "(NULL)" in values or not reader.conn.dialect.has_table(reader.conn, op.referent_table):
+    if "(NULL)" in values or not reader.conn.dialect.has_table(
+        reader.conn, op.referent_table, schema=op.kw.get("referent_schema")
+    ):
         return None  # a column the plan adds without a value references nothing yet
     # Added columns are read as their initial value; existing ones are qualified with t.
     local = [v if v.startswith("(") else f"t.{v}" for v in values]
@@ -228,7 +235,7 @@ def _orphans(reader: _Reader, change: Change) -> Refusal | None:
     joined = " AND ".join(f"r.{r} = {lc}" for lc, r in zip(local, remote, strict=True))
     present = " AND ".join(f"{lc} IS NOT NULL" for lc in local)
     count = reader.scalar(
-        f"SELECT count(*) FROM {reader.quote(change.table)} t WHERE {present} AND NOT EXISTS"
+        f"SELECT count(*) FROM {reader.table(change.table)} t WHERE {present} AND NOT EXISTS"
         f" (SELECT 1 FROM {reader.quote(op.referent_table)} r WHERE {joined})"
     )
     if not count:
@@ -252,6 +259,21 @@ def _fits(reader: _Reader, change: Change) -> Refusal | None:
     if change.widening or not change.column:
         return None
     value = reader.column(change.table, change.column)
+    if isinstance(new, Enum) and new.enums:  # a value the new ENUM lacks (MariaDB's MODIFY)
+        allowed = ", ".join("'" + v.replace("'", "''") + "'" for v in new.enums)
+        where = f"{value} IS NOT NULL AND {value} NOT IN ({allowed})"
+        gone = [v for v in getattr(old, "enums", ()) if v not in new.enums]
+        shown = ", ".join(repr(v) for v in gone) or "values"
+        return _rows_that_break(
+            reader,
+            change,
+            where,
+            lambda count: (
+                f"cannot remove {shown} from {change.table}.{change.column}: {count} rows hold"
+                f" {'it' if len(gone) == 1 else 'them'}"
+            ),
+            "change them first or keep the value",
+        )
     if isinstance(old, String) and isinstance(new, String) and new.length is not None:
         length = func.char_length(literal_column(value)).compile(dialect=reader.conn.dialect)
         where, what = f"{length} > {int(new.length)}", f"are longer than {new.length} characters"

@@ -6,6 +6,7 @@ import time
 
 from sqlalchemy.engine import Connection
 
+from ..model.names import quote_table
 from ..model.plan import Plan
 
 SAMPLE_ROWS = 5000
@@ -29,12 +30,12 @@ def estimate_ms(conn: Connection, plan: Plan) -> int:
 
 def _per_row_ms(conn: Connection, table: str) -> float:
     """Time copying a sample of table's rows into a temporary table, then undo it."""
-    quote = conn.dialect.identifier_preparer.quote
+    source = quote_table(conn.dialect, table)
     savepoint = conn.begin_nested()
     try:
         started = time.perf_counter()
         conn.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE om_estimate_sample AS SELECT * FROM {quote(table)}"
+            f"CREATE TEMPORARY TABLE om_estimate_sample AS SELECT * FROM {source}"
             f" LIMIT {SAMPLE_ROWS}"
         )
         elapsed_ms = (time.perf_counter() - started) * 1000

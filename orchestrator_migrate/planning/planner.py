@@ -15,6 +15,7 @@ from ..config.settings import Settings
 from ..history.recorder import Recorder
 from ..model.changes import KINDS, Change, ChangeKind, constraint_signature
 from ..model.errors import RefusedChange
+from ..model.names import quote_table
 from ..model.plan import Operation, Plan
 from ..model.tablecopy import copy_table
 
@@ -164,7 +165,9 @@ def with_fill(conn: Connection, change: Change, metadata: MetaData) -> Change:
     quote = conn.dialect.identifier_preparer.quote
     where = "" if change.kind is ChangeKind.ADD_COLUMN else f" WHERE {quote(column.name)} IS NULL"
     rows = int(
-        conn.exec_driver_sql(f"SELECT count(*) FROM {quote(change.table)}{where}").scalar_one()
+        conn.exec_driver_sql(
+            f"SELECT count(*) FROM {quote_table(conn.dialect, change.table)}{where}"
+        ).scalar_one()
     )
     note = f"; {verb} {rows} rows of {change.table}.{column.name} with {label}" if rows else ""
     return dataclasses.replace(change, fill=sql, description=change.description + note)
@@ -226,12 +229,13 @@ def _counted(conn: Connection, change: Change) -> Change:
     if change.kind not in (ChangeKind.DROP_TABLE, ChangeKind.DROP_COLUMN):
         return change
     quote = conn.dialect.identifier_preparer.quote
+    table = quote_table(conn.dialect, change.table)
     if change.kind is ChangeKind.DROP_TABLE:
-        sql, unit = f"SELECT count(*) FROM {quote(change.table)}", "rows"
+        sql, unit = f"SELECT count(*) FROM {table}", "rows"
     else:
         assert change.column is not None
         col = quote(change.column)
-        sql = f"SELECT count(*) FROM {quote(change.table)} WHERE {col} IS NOT NULL"
+        sql = f"SELECT count(*) FROM {table} WHERE {col} IS NOT NULL"
         unit = "non-NULL values"
     rows = int(conn.exec_driver_sql(sql).scalar_one())
     return dataclasses.replace(

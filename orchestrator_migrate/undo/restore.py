@@ -14,6 +14,7 @@ from ..model.attempt import Attempt, elapsed_ms
 from ..model.backup_info import BackupInfo
 from ..model.entries import HistoryEntry
 from ..model.errors import MigrationFailedNotRestored, RefusedChange
+from ..model.names import split_key
 from ..model.outcome import Outcome
 from ..model.plan import Plan
 from ..model.result import MigrationResult
@@ -80,6 +81,17 @@ def read_entries(run: Run) -> list[HistoryEntry]:
     engine = run.backend.create_engine(read_only=True)
     try:
         with engine.connect().execution_options(read_only=True) as conn, conn.begin():
+            _adopt_recorded_schemas(run, conn)
             return run.recorder.entries(conn)
     finally:
         engine.dispose()
+
+
+def _adopt_recorded_schemas(run: Run, conn: Connection) -> None:
+    """Undo runs without the models: the schemas they used are those of the tables the history
+    records as ours, so that fingerprints and backups cover the same schemas as the runs."""
+    if not run.backend.supports_schemas or run.backend.schemas:
+        return
+    tables = run.recorder.owned(conn).get("tables", set())
+    schemas = {split_key(t)[0] for t in tables}
+    run.backend.schemas = tuple(sorted(s for s in schemas if s))

@@ -21,6 +21,7 @@ from ..model.backup_info import BackupInfo
 from ..model.changes import KINDS, ChangeKind
 from ..model.entries import HistoryEntry
 from ..model.errors import MigrationFailed, RefusedChange
+from ..model.names import quote_table, split_key
 from ..model.outcome import Outcome
 from ..model.plan import Plan
 from ..model.result import MigrationResult
@@ -175,9 +176,10 @@ def _reverse_one(run: Run, conn: Connection, entry: HistoryEntry) -> list[str]:
             f"run #{entry.id} made changes that inverse SQL cannot undo ({', '.join(one_way)});"
             " nothing changed. Use `orchestrator-migrate rollback --use-backup`"
         )
-    quote = conn.dialect.identifier_preparer.quote
     for table in entry.created_tables():
-        rows = conn.exec_driver_sql(f"SELECT count(*) FROM {quote(table)}").scalar_one()
+        rows = conn.exec_driver_sql(
+            f"SELECT count(*) FROM {quote_table(conn.dialect, table)}"
+        ).scalar_one()
         if rows:
             raise RefusedChange(
                 f"table {table}, created by run #{entry.id}, now holds {rows} rows that the"
@@ -204,7 +206,8 @@ def _refuse_new_column_data(
 ) -> None:
     """Columns the run added lose their values in a rollback: refuse when they hold any."""
     kept = {renamed.get(c, c) for c in old}
-    for column in inspect(conn).get_columns(table):
+    schema, bare = split_key(table)
+    for column in inspect(conn).get_columns(bare, schema):
         name, default = column["name"], column.get("default")
         if name in kept:
             continue
@@ -213,7 +216,7 @@ def _refuse_new_column_data(
         if default is not None:
             differs = and_(differs, value.is_distinct_from(text(f"({default})")))
         count = conn.execute(
-            select(func.count()).select_from(table_(table)).where(differs)
+            select(func.count()).select_from(table_(bare, schema=schema)).where(differs)
         ).scalar_one()
         if count:
             raise RefusedChange(
