@@ -250,3 +250,45 @@ def test_a_mariadb_rollback_killed_part_way_is_restored_by_the_next_start(ws, my
     assert outcomes[:3] == ["interrupted_restored", "applied", "applied"], outcomes
     # The run is still there to undo.
     assert ws.cli("rollback", env=env).returncode == 0
+
+
+def test_an_enum_value_added_on_postgresql_is_rolled_back_by_sql(ws, pg_url):
+    """The type is recreated without the value, over every column using it; a row that holds
+    the value makes the rollback fail, exit 5, with the database as it was."""
+    url = pg_url.render_as_string(hide_password=False)
+    kw = {"db_url": url, "base_dir": str(ws.root)}
+
+    def paints(*values: str) -> sa.MetaData:
+        md = sa.MetaData()
+        sa.Table(
+            "paints",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("colour", sa.Enum(*values, name="colour"), server_default="red"),
+        )
+        return md
+
+    engine = sa.create_engine(url)
+    migrate(metadata=paints("red", "green"), **kw)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO paints (id, colour) VALUES (1, 'green'), (2, 'red')")
+    assert migrate(metadata=paints("red", "green", "blue"), **kw).outcome is Outcome.APPLIED
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO paints (id, colour) VALUES (3, 'blue')")
+    with pytest.raises(MigrationFailed, match="blue"):
+        rollback(**kw)
+    assert check(metadata=paints("red", "green", "blue"), **kw).plan.empty
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM paints WHERE id = 3")
+    assert rollback(**kw).success
+    assert check(metadata=paints("red", "green"), **kw).plan.empty
+    with engine.begin() as conn:
+        labels = conn.exec_driver_sql(
+            "SELECT e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid"
+            " WHERE t.typname = 'colour' ORDER BY e.enumsortorder"
+        ).all()
+        conn.exec_driver_sql("INSERT INTO paints (id) VALUES (4)")  # the default still works
+        rows = conn.exec_driver_sql("SELECT id, colour FROM paints ORDER BY id").all()
+    engine.dispose()
+    assert labels == [("red",), ("green",)]
+    assert rows == [(1, "green"), (2, "red"), (4, "red")]

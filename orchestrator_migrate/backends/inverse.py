@@ -41,6 +41,15 @@ def inverse(change: Change) -> list[Change] | None:
         ]
     if change.kind is ChangeKind.RETIRE_COLUMN:
         return [_not_null_again(change)]
+    if change.kind is ChangeKind.ADD_ENUM_VALUE and isinstance(change.op, dict):
+        shown = ", ".join(repr(v) for v in change.values)
+        return [
+            dataclasses.replace(
+                change,
+                kind=ChangeKind.REMOVE_ENUM_VALUES,
+                description=f"remove {shown} from enum type {change.name} again",
+            )
+        ]
     if change.kind is ChangeKind.ALTER_PRIMARY_KEY:
         old = ops.CreatePrimaryKeyOp(change.name, change.table, list(change.columns))
         back = f"put the primary key of {change.table} back on ({', '.join(change.columns)})"

@@ -268,13 +268,17 @@ class PostgreSQLBackend(ServerBackend):
                     continue
                 new = tuple(v for v in type_.enums if v not in labels.get(type_.name, type_.enums))
                 if new and type_.name not in found:
+                    uses = _enum_uses(conn, type_.name)
                     found[type_.name] = Change(
                         ChangeKind.ADD_ENUM_VALUE,
-                        table.name,
+                        table.key,
                         f"add {', '.join(repr(v) for v in new)} to enum type {type_.name}",
                         column=column.name,
                         name=type_.name,
                         values=new,
+                        # What undoes it: the type as it is, recreated over the columns using it.
+                        op={"values": list(labels[type_.name]), "uses": [u[:2] for u in uses]}
+                        | {"defaults": uses},
                     )
         return [*found.values(), *self._enum_removals(conn, metadata, labels)]
 

@@ -83,7 +83,7 @@ KINDS: dict[ChangeKind, Kind] = {
     ChangeKind.DROP_COLUMN: Kind(Safety.DESTRUCTIVE, removes=True, owner="columns"),
     ChangeKind.ALTER_TYPE: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.FITS),
     ChangeKind.ALTER_DEFAULT: Kind(Safety.SAFE),
-    ChangeKind.ADD_ENUM_VALUE: Kind(Safety.SAFE, sql_reversible=False),
+    ChangeKind.ADD_ENUM_VALUE: Kind(Safety.SAFE),  # undone by recreating the type
     ChangeKind.SET_NOT_NULL: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.NULLS),
     ChangeKind.DROP_NOT_NULL: Kind(Safety.SAFE),
     ChangeKind.ADD_INDEX: Kind(Safety.SAFE, precheck=Precheck.DUPLICATES),
