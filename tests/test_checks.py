@@ -169,3 +169,45 @@ def test_an_unnamed_check_the_models_dropped_goes_and_a_dbas_stays(ws, any_db):
     later = check(metadata=fewer, **settings(any_db, ws)).plan
     assert later.empty, later.to_dict()
     assert [c.kind.value for c in later.retained] == ["drop_check"]  # the DBA's, kept
+
+
+def test_a_named_check_whose_condition_changes_is_replaced_after_counting(ws, any_db):
+    """Compared by name alone, a changed condition was never applied: the old CHECK held."""
+    before = items(sa.CheckConstraint("qty > 0", name="qty_sign"))
+    after = items(sa.CheckConstraint("qty <> 0", name="qty_sign"))
+    migrate(metadata=before, **settings(any_db, ws))
+    any_db.sql("INSERT INTO items (id, qty) VALUES (1, 5)")
+    plan = check(metadata=after, **settings(any_db, ws)).plan
+    assert [(c.kind.value, c.safety.value) for c in plan.changes] == [
+        ("alter_check", "data-dependent")
+    ], plan.to_dict()
+    assert migrate(metadata=after, **settings(any_db, ws)).outcome is Outcome.APPLIED
+    assert check(metadata=after, **settings(any_db, ws)).plan.empty
+    any_db.sql("INSERT INTO items (id, qty) VALUES (2, -1)")  # allowed now
+    with pytest.raises(sa.exc.DBAPIError):
+        any_db.sql("INSERT INTO items (id, qty) VALUES (3, 0)")
+    # Back to > 0 over the -1: counted and refused.
+    with pytest.raises(RefusedChange, match="1 rows violate"):
+        migrate(metadata=before, **settings(any_db, ws), allow_downgrade=True)
+
+
+def test_an_enum_check_follows_its_values(ws, any_db):
+    def pay(*values: str) -> sa.MetaData:
+        md = sa.MetaData()
+        sa.Table(
+            "orders",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column(
+                "method",
+                sa.Enum(*values, name="payment_method", native_enum=False, create_constraint=True),
+            ),
+        )
+        return md
+
+    migrate(metadata=pay("card", "invoice"), **settings(any_db, ws))
+    assert check(metadata=pay("card", "invoice"), **settings(any_db, ws)).plan.empty
+    wider = pay("card", "invoice", "paypal")
+    assert migrate(metadata=wider, **settings(any_db, ws)).outcome is Outcome.APPLIED
+    assert check(metadata=wider, **settings(any_db, ws)).plan.empty
+    any_db.sql("INSERT INTO orders (id, method) VALUES (1, 'paypal')")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from orchestrator_migrate import Outcome, RefusedChange, check, migrate
+from orchestrator_migrate import MigrationFailed, Outcome, RefusedChange, check, migrate
 
 pytestmark = pytest.mark.usefixtures("api_env")
 
@@ -187,3 +187,75 @@ def test_an_enum_type_no_column_uses_is_dropped_on_the_contract_step(ws, pg_url)
         assert not conn.exec_driver_sql("SELECT 1 FROM pg_type WHERE typname = 'colour'").all()
     engine.dispose()
     assert check(metadata=plain, db_url=url, base_dir=str(ws.root)).plan.empty
+
+
+def test_enum_values_added_in_the_middle_keep_the_models_order(ws, any_db):
+    run(any_db, ws, colours("red", "blue"))
+    md = colours("red", "orange", "yellow", "blue", "violet")
+    assert run(any_db, ws, md).outcome in (Outcome.APPLIED, Outcome.UP_TO_DATE)
+    assert planned(any_db, ws, md).empty
+    if any_db.kind == "postgresql":
+        labels = any_db.sql(
+            "SELECT e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid"
+            " WHERE t.typname = 'colour' ORDER BY e.enumsortorder"
+        )
+        assert [v for (v,) in labels] == ["red", "orange", "yellow", "blue", "violet"]
+
+
+def orders(*values: str, default: str | None = None, check: str | None = None) -> sa.MetaData:
+    md = sa.MetaData()
+    extra = [sa.CheckConstraint(check, name="ck_orders_state")] if check else []
+    sa.Table(
+        "orders",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("state", sa.Enum(*values, name="order_state"), server_default=default),
+        sa.Column("returned_at", sa.DateTime),
+        *extra,
+    )
+    return md
+
+
+def test_a_new_enum_value_is_usable_in_the_same_release(ws, any_db):
+    """PostgreSQL lets a value added by ALTER TYPE be used only once that transaction has
+    committed: a CHECK and a default that use it in the same release still apply."""
+    run(any_db, ws, orders("new", "paid"))
+    any_db.sql("INSERT INTO orders (id, state) VALUES (1, 'paid')")
+    md = orders(
+        "new",
+        "paid",
+        "returned",
+        default="returned",
+        check="state <> 'returned' OR returned_at IS NOT NULL",
+    )
+    assert run(any_db, ws, md).outcome is Outcome.APPLIED
+    assert planned(any_db, ws, md).empty
+    any_db.sql("INSERT INTO orders (id, returned_at) VALUES (2, CURRENT_TIMESTAMP)")
+    assert any_db.sql("SELECT id, state FROM orders ORDER BY id") == [(1, "paid"), (2, "returned")]
+
+
+def test_a_release_that_fails_after_its_new_enum_value_leaves_the_type_as_it_was(ws, pg_url):
+    url = pg_url.render_as_string(hide_password=False)
+    kw = {"db_url": url, "base_dir": str(ws.root)}
+    migrate(metadata=orders("new", "paid"), **kw)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO orders (id, state) VALUES (1, 'paid')")
+    # The CHECK reads a column the release adds, so only the database can check it: it fails.
+    md = orders("new", "paid", "returned", check="length(code) > 3")
+    sa.Table(
+        "orders",
+        md,
+        sa.Column("code", sa.String(5), nullable=False, server_default="x"),
+        extend_existing=True,
+    )
+    with pytest.raises(MigrationFailed, match="rolled back, the database is unchanged"):
+        migrate(metadata=md, **kw)
+    with engine.connect() as conn:
+        labels = conn.exec_driver_sql(
+            "SELECT e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid"
+            " WHERE t.typname = 'order_state' ORDER BY e.enumsortorder"
+        ).all()
+    engine.dispose()
+    assert labels == [("new",), ("paid",)]
+    assert check(metadata=orders("new", "paid"), **kw).plan.empty

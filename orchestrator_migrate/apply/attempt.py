@@ -98,7 +98,7 @@ def _apply(run: Run, conn: Connection, facts: Attempt) -> float:
     applying = time.monotonic()
     limit = run.settings.migration_timeout / 1000
     with run.backend.time_limit(conn, limit) if limit else nullcontext():
-        stages.execute(conn, facts.plan)
+        stages.execute(conn, facts.plan, facts.committed)
         problems = run.backend.verify(conn, facts.plan.operations)
         leftover = run.plan(conn)
     problems += [f"still differs after applying: {o.description}" for o in leftover.operations]

@@ -11,7 +11,7 @@ from ..config.filters import ignored
 from ..context import Run
 from ..model.backup_info import BackupInfo
 from ..model.errors import RefusedChange
-from ..model.plan import Plan
+from ..model.plan import Operation, Plan
 
 
 def refuse_if_needed(conn: Connection, plan: Plan) -> None:
@@ -75,12 +75,19 @@ def backup(run: Run, conn: Connection) -> BackupInfo:
     return info
 
 
-def execute(conn: Connection, plan: Plan) -> None:
-    """Run the plan's statements, exactly those `plan --sql` shows, in order."""
+def execute(conn: Connection, plan: Plan, committed: list[Operation] | None = None) -> None:
+    """Run the plan's statements, exactly those `plan --sql` shows, in order. The operations
+    at its head that must commit first do, and are added to committed."""
+    ahead = True
     for operation in plan.operations:
         logger.debug("Applying: {}", operation.description)
         for statement in operation.sql:
             conn.exec_driver_sql(statement)
+        ahead = ahead and operation.commit_first
+        if ahead and committed is not None:
+            conn.commit()
+            conn.begin()
+            committed.append(operation)
 
 
 def seconds_text(ms: int) -> str:

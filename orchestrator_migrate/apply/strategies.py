@@ -51,7 +51,14 @@ class InTransaction:
         """Nothing: the plan and its history row commit together."""
 
     def after_failure(self, run: Run, conn: Connection, attempt: Attempt) -> None:
-        """Nothing: the transaction's rollback undid the plan."""
+        """The transaction's rollback undid the plan, but for what committed ahead of it (new
+        enum values): their undo, newest first."""
+        if not attempt.committed:
+            return
+        with conn.begin():
+            for operation in reversed(attempt.committed):
+                for statement in operation.undo or ():
+                    conn.exec_driver_sql(statement)
 
 
 class FromBackup:

@@ -41,6 +41,13 @@ def inverse(change: Change) -> list[Change] | None:
         ]
     if change.kind is ChangeKind.RETIRE_COLUMN:
         return [_not_null_again(change)]
+    if change.kind is ChangeKind.ALTER_CHECK:
+        op = change.op
+        old = ops.CreateCheckConstraintOp(
+            op.constraint_name, op.table_name, change.values[0], schema=op.schema
+        )
+        back = f"put check {change.name} on {change.table} back to ({change.values[0]})"
+        return [dataclasses.replace(change, op=old, values=(str(op.condition),), description=back)]
     if change.kind is ChangeKind.ADD_ENUM_VALUE and isinstance(change.op, dict):
         shown = ", ".join(repr(v) for v in change.values)
         return [
@@ -51,10 +58,10 @@ def inverse(change: Change) -> list[Change] | None:
             )
         ]
     if change.kind is ChangeKind.ALTER_PRIMARY_KEY:
-        old = ops.CreatePrimaryKeyOp(change.name, change.table, list(change.columns))
+        key = ops.CreatePrimaryKeyOp(change.name, change.table, list(change.columns))
         back = f"put the primary key of {change.table} back on ({', '.join(change.columns)})"
         return [
-            dataclasses.replace(change, op=old, columns=tuple(change.op.columns), description=back)
+            dataclasses.replace(change, op=key, columns=tuple(change.op.columns), description=back)
         ]
     opposite = _OPPOSITE.get(change.kind)
     if opposite is None or change.op is None:

@@ -71,10 +71,23 @@ def _alter_type(conn: Connection, change: Change) -> list[str]:
 
 def _add_enum_values(conn: Connection, change: Change) -> list[str]:
     # In a transaction from PostgreSQL 12; a new value is usable once the transaction commits.
+    # Each goes where the models put it: before the next value the type already has.
     q = conn.dialect.identifier_preparer.quote
     name = q(str(change.name))
-    values = ["'" + value.replace("'", "''") + "'" for value in change.values]
-    return [f"ALTER TYPE {name} ADD VALUE IF NOT EXISTS {value}" for value in values]
+    order = change.op.get("order", list(change.values)) if isinstance(change.op, dict) else []
+    have = set(change.op.get("values", ())) if isinstance(change.op, dict) else set()
+    sql = []
+    for value in change.values:
+        later = order[order.index(value) + 1 :] if value in order else []
+        before = next((v for v in later if v in have), None)
+        where = f" BEFORE {_literal(before)}" if before is not None else ""
+        sql.append(f"ALTER TYPE {name} ADD VALUE IF NOT EXISTS {_literal(value)}{where}")
+        have.add(value)
+    return sql
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _enum_uses(conn: Connection, name: str) -> list[tuple[str, str, str | None]]:
@@ -188,6 +201,8 @@ class PostgreSQLBackend(ServerBackend):
     undo = Undo.TRANSACTION
     where_option: str | None = "postgresql_where"
     supports_schemas = True
+    # A new enum value can be used (in a CHECK, a default, a row) only once it has committed.
+    commits_first = frozenset({ChangeKind.ADD_ENUM_VALUE})
 
     def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
         from .server_locks import PostgresAdvisoryLock
@@ -278,7 +293,7 @@ class PostgreSQLBackend(ServerBackend):
                         values=new,
                         # What undoes it: the type as it is, recreated over the columns using it.
                         op={"values": list(labels[type_.name]), "uses": [u[:2] for u in uses]}
-                        | {"defaults": uses},
+                        | {"defaults": uses, "order": list(type_.enums)},
                     )
         return [*found.values(), *self._enum_removals(conn, metadata, labels)]
 

@@ -57,6 +57,7 @@ class ServerBackend:
     rewrites: frozenset[ChangeKind] = frozenset({ChangeKind.ALTER_TYPE})
     compilation: type[Compilation] = Compilation
     rewrites_expressions = True
+    commits_first: frozenset[ChangeKind] = frozenset()  # kinds committed ahead of the plan
     where_option: str | None = None
     supports_schemas = False
     schemas: tuple[str, ...] = ()
@@ -89,6 +90,7 @@ class ServerBackend:
                     reversible=undo is not None,
                     rebuilt_rows=self._rows(conn, change),
                     undo=tuple(undo) if undo is not None else None,
+                    commit_first=change.kind in self.commits_first,
                 )
             )
         return operations + compilation.after()
@@ -111,12 +113,20 @@ class ServerBackend:
         return compilation.undo(change, sql, undo)
 
     def _sql(self, conn: Connection, change: Change) -> list[str]:
+        from alembic.operations import ops
+
         from .ddl import ALTER_PARTS, rename_sql, render
 
         if change.fill is not None:
             return self.filled(conn, change)
         if change.kind in (ChangeKind.RENAME_TABLE, ChangeKind.RENAME_COLUMN):
             return rename_sql(conn.dialect, change)
+        if change.kind is ChangeKind.ALTER_CHECK:  # the old condition out, the new one in
+            op = change.op
+            drop = ops.DropConstraintOp(
+                op.constraint_name, op.table_name, type_="check", schema=op.schema
+            )
+            return [*render(conn.dialect, drop), *render(conn.dialect, op)]
         override = self.overrides().get(change.kind)
         if override is not None:
             return override(conn, change)

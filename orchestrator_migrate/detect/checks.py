@@ -10,6 +10,7 @@ from typing import Any
 
 from alembic.operations import ops
 from sqlalchemy import MetaData, Table, inspect
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection
 
 from ..model.changes import Change, ChangeKind
@@ -38,7 +39,7 @@ def check_changes(
 
 def _table_checks(table: Table, reflected: list[Any], spelling: Spelling) -> Iterable[Change]:
     named = named_checks(table)
-    present = {str(c["name"]) for c in reflected if c.get("name")}
+    present = {str(c["name"]): str(c["sqltext"]) for c in reflected if c.get("name")}
     for name, con in named.items():
         if name not in present:
             yield Change(
@@ -46,9 +47,16 @@ def _table_checks(table: Table, reflected: list[Any], spelling: Spelling) -> Ite
                 table.key,
                 f"add check {name} on {table.key} ({con.sqltext})",
                 name=name,
-                op=ops.CreateCheckConstraintOp.from_constraint(con),
+                op=_create(table, name, con),
             )
-    others = [c for c in reflected if c.get("name") not in named]
+        elif not _spellings(table, con, spelling) & {normal(present[name])}:
+            yield _altered(table, name, con, present[name])
+    typed = {str(c.name): c for c in type_checks(table) if isinstance(c.name, str)}
+    for name, con in typed.items():  # an Enum's CHECK whose values changed
+        spelled = {normal(check_text(con)), spelling.type_check(table, name)} - {""}
+        if name in present and not spelled & {normal(present[name])}:
+            yield _altered(table, name, con, present[name])
+    others = [c for c in reflected if c.get("name") not in named and c.get("name") not in typed]
     found = {normal(str(c["sqltext"])) for c in others}
     unnamed = unnamed_checks(table)
     for con in unnamed:
@@ -57,7 +65,7 @@ def _table_checks(table: Table, reflected: list[Any], spelling: Spelling) -> Ite
                 ChangeKind.ADD_CHECK,
                 table.key,
                 f"add check on {table.key} ({check_text(con)})",
-                op=ops.CreateCheckConstraintOp(None, table.name, con.sqltext, schema=table.schema),
+                op=_create(table, None, con),
             )
     modelled = {
         s for con in [*unnamed, *type_checks(table)] for s in _spellings(table, con, spelling)
@@ -82,8 +90,27 @@ def _table_checks(table: Table, reflected: list[Any], spelling: Spelling) -> Ite
         )
 
 
+def _create(table: Table, name: str | None, con: Any) -> ops.CreateCheckConstraintOp:
+    """The op that adds con, its condition as SQL text: rendering the model's own expression
+    would attach a copy of the CHECK to the model's table."""
+    condition = sql_text(check_text(con))
+    return ops.CreateCheckConstraintOp(name, table.name, condition, schema=table.schema)
+
+
+def _altered(table: Table, name: str, con: Any, found: str) -> Change:
+    """A named CHECK whose condition changed: dropped and added again, its rows counted."""
+    return Change(
+        ChangeKind.ALTER_CHECK,
+        table.key,
+        f"change check {name} on {table.key} from ({found}) to ({check_text(con)})",
+        name=name,
+        op=_create(table, name, con),
+        values=(found,),
+    )
+
+
 def _spellings(table: Table, con: Any, spelling: Spelling) -> set[str]:
     """The normal texts a model CHECK may have in the database: as written, as spelled there."""
     written = normal(check_text(con))
-    spelled = spelling.check(table, con) if con in unnamed_checks(table) else ""
+    spelled = spelling.check(table, con)
     return {written, spelled} - {""}

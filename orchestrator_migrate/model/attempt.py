@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .backup_info import BackupInfo
-from .plan import Plan
+from .plan import Operation, Plan
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Attempt:
     estimate_ms: int | None = None
     backup: BackupInfo | None = None
     schema_before: dict[str, Any] = field(default_factory=dict)
+    committed: list[Operation] = field(default_factory=list)  # ahead of the plan's transaction
 
 
 def elapsed_ms(since: float) -> int:

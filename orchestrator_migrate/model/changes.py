@@ -34,6 +34,7 @@ class ChangeKind(StrEnum):
     ALTER_TABLE_COMMENT = "alter_table_comment"
     ALTER_GENERATED = "alter_generated"
     ALTER_PRIMARY_KEY = "alter_primary_key"
+    ALTER_CHECK = "alter_check"
     REMOVE_ENUM_VALUES = "remove_enum_values"
     DROP_ENUM_TYPE = "drop_enum_type"
 
@@ -101,6 +102,7 @@ KINDS: dict[ChangeKind, Kind] = {
     ChangeKind.ALTER_TABLE_COMMENT: Kind(Safety.SAFE),
     ChangeKind.ALTER_GENERATED: Kind(Safety.DATA_DEPENDENT, sql_reversible=False),
     ChangeKind.ALTER_PRIMARY_KEY: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.PRIMARY_KEY),
+    ChangeKind.ALTER_CHECK: Kind(Safety.DATA_DEPENDENT, precheck=Precheck.CHECK),
     # Old replicas may still write a removed value: kept until the contract step.
     ChangeKind.REMOVE_ENUM_VALUES: Kind(
         Safety.DATA_DEPENDENT,
@@ -132,7 +134,8 @@ class Change:
     columns: tuple[str, ...] = ()
     # An ALTER_TYPE that every old value fits (a longer VARCHAR, a larger integer, ...).
     widening: bool = False
-    # The values an ADD_ENUM_VALUE adds to the enum type it names.
+    # The values an ADD_ENUM_VALUE adds to the enum type it names (an ALTER_CHECK: the old
+    # condition).
     values: tuple[str, ...] = ()
     # Why no run applies it, and what to do instead (a generated column redefined, ...).
     refusal: str | None = None

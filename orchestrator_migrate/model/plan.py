@@ -21,6 +21,9 @@ class Operation:
     rebuilt_rows: int | None = None
     # On a server: the statements that undo it, for rollback by SQL (None: only the backup can).
     undo: tuple[str, ...] | None = None
+    # Committed before the rest of the plan (PostgreSQL lets a new enum value be used only once
+    # the transaction that added it has committed); a failure later runs its undo.
+    commit_first: bool = False
 
     @property
     def destructive(self) -> bool:

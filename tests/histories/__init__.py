@@ -9,8 +9,8 @@ what every inserted row must hold, so that a test can check the rows after each 
 from __future__ import annotations
 
 import decimal
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,12 +34,24 @@ def utcnow() -> datetime:
 
 
 @dataclass(frozen=True)
+class KnownBug:
+    """A package bug this release meets on one kind of database: the step is an expected failure
+    as long as every problem it reports contains `shows`; once it passes, the test fails until the
+    entry is removed."""
+
+    reason: str
+    shows: str
+
+
+@dataclass(frozen=True)
 class Version:
-    """One release: its models and the rows it writes."""
+    """One release: its models, the rows it writes and the package bugs it meets, by the kind of
+    database ("sqlite", "postgresql", "mysql")."""
 
     name: str
     models: Callable[[], sa.MetaData]
     seed: Callable[[Seeder], None]
+    known_bugs: Mapping[str, KnownBug] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A blog / CMS over seven releases (2019-2025): SQLAlchemy 2 declarative classes with mixins and
+"""A blog / CMS over eight releases (2019-2026): SQLAlchemy 2 declarative classes with mixins and
 plain Table() objects in one MetaData with a full naming convention.
 
 What changes, release by release (the comments in _models say the same next to each column):
@@ -23,6 +23,9 @@ v6 2024  users.public_id Uuid unique; users.is_verified NOT NULL with only defau
          index on comments
 v7 2025  subscribers.email String(120) -> String(254); donations.fee Numeric(12, 2) NOT NULL
          server_default '0'; posts.reading_minutes; users.display_name removed
+v8 2026  donations: the CHECK amount_non_negative dropped (refunds are negative donations), a
+         CHECK fee_non_negative added (both named by the convention); users.locale server
+         default 'en' -> 'en-US'; comments on webhooks (table) and webhooks.events
 """
 
 import functools
@@ -63,7 +66,7 @@ NAMING_CONVENTION = {
 
 
 def _models(v: int) -> MetaData:
-    """The models of release v (1-7)."""
+    """The models of release v (1-8)."""
     md = MetaData(naming_convention=NAMING_CONVENTION)
 
     class Base(DeclarativeBase):
@@ -94,7 +97,10 @@ def _models(v: int) -> MetaData:
         if v >= 4:
             preferences: Mapped[Optional[Any]] = mapped_column(JSON)  # noqa: UP045
         if v >= 5:
-            locale: Mapped[str] = mapped_column(String(10), server_default="en")
+            # v8: its server default changes from 'en' to 'en-US'
+            locale: Mapped[str] = mapped_column(
+                String(10), server_default="en-US" if v >= 8 else "en"
+            )
         if v >= 6:
             public_id: Mapped[Optional[uuid.UUID]] = mapped_column(  # noqa: UP045
                 Uuid, unique=True
@@ -226,7 +232,12 @@ def _models(v: int) -> MetaData:
 
         class Donation(IdMixin, TimestampMixin, Base):
             __tablename__ = "donations"
-            __table_args__ = (CheckConstraint("amount >= 0", name="amount_non_negative"),)
+            # v8: amount_non_negative dropped, fee_non_negative added
+            __table_args__ = (
+                CheckConstraint("fee >= 0", name="fee_non_negative")
+                if v >= 8
+                else CheckConstraint("amount >= 0", name="amount_non_negative"),
+            )
             user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
             amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
             currency: Mapped[str] = mapped_column(String(3), server_default="EUR")
@@ -246,10 +257,14 @@ def _models(v: int) -> MetaData:
 
         class Webhook(IdMixin, TimestampMixin, Base):
             __tablename__ = "webhooks"
+            if v >= 8:  # v8: comments
+                __table_args__ = {"comment": "Outgoing HTTP callbacks, one row per URL"}
             owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
             url: Mapped[str] = mapped_column(String(500))
             secret: Mapped[Optional[str]] = mapped_column(String(64))  # noqa: UP045
-            events: Mapped[Any] = mapped_column(JSON)
+            events: Mapped[Any] = mapped_column(
+                JSON, comment="The event names to send, or a filter object" if v >= 8 else None
+            )
             active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
 
     return md
@@ -366,6 +381,8 @@ def _seed(v: int, s: Seeder) -> None:
             values["fee"] = Decimal("0.35")
         s.add("donations", **values)
         s.add("donations", user_id=users[1], amount=Decimal("1234567890.99"), currency="CHF")
+        if v >= 8:  # a refund, now that amounts may be negative
+            s.add("donations", user_id=users[1], amount=Decimal("-12.50"), note="Refund")
         s.add("post_likes", user_id=users[0], post_id=posts[1])
         s.add("post_likes", user_id=users[1], post_id=posts[1])
 
@@ -394,6 +411,7 @@ _RELEASES = [
     "v5 (2023, tags removed, slug narrowed)",
     "v6 (2024, webhooks, pages removed)",
     "v7 (2025, fees)",
+    "v8 (2026, refunds, comments)",
 ]
 
 HISTORY = History(
