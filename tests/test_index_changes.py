@@ -146,3 +146,15 @@ def test_expression_indexes_where_the_database_has_them(ws, any_db):
         assert any_db.sql("SELECT name FROM sqlite_master WHERE name = 'ix_orders_state'")
     else:
         assert [ix["name"] for ix in names] == ["ix_orders_state"]
+
+
+def test_a_changed_partial_index_is_rolled_back_by_sql(ws, any_db):
+    from orchestrator_migrate.api import rollback
+
+    if any_db.kind == "mysql":  # no partial indexes: nothing changes
+        return
+    run(any_db, ws, orders(partial("open", unique=False)))
+    run(any_db, ws, orders(partial("done", unique=False)))
+    back = rollback(db_url=any_db.url, base_dir=str(ws.root))
+    assert back.success, back.error_message
+    assert planned(any_db, ws, orders(partial("open", unique=False))).empty

@@ -292,3 +292,39 @@ def test_an_enum_value_added_on_postgresql_is_rolled_back_by_sql(ws, pg_url):
     engine.dispose()
     assert labels == [("red",), ("green",)]
     assert rows == [(1, "green"), (2, "red"), (4, "red")]
+
+
+def test_a_renamed_table_and_an_unnamed_check_are_rolled_back_by_sql(ws, any_db):
+    """On the servers each is undone by its recorded inverse: the table renamed back, the CHECK
+    (named by its text when added) dropped. SQLite refuses the rename: its rollback rebuilds
+    from the snapshot, which a renamed table escapes."""
+
+    def notes(name: str, *checks: sa.CheckConstraint, **info: str) -> sa.MetaData:
+        md = sa.MetaData()
+        sa.Table(
+            name,
+            md,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("size", sa.Integer),
+            *checks,
+            info=info,
+        )
+        return md
+
+    run(any_db, ws, notes("notes"))
+    any_db.sql("INSERT INTO notes (id, size) VALUES (1, 3)")
+    run(any_db, ws, notes("notes", sa.CheckConstraint("size >= 0")))
+    assert undo(any_db, ws).success
+    assert planned(any_db, ws, notes("notes")).empty
+    any_db.sql("INSERT INTO notes (id, size) VALUES (2, -1)")  # the CHECK is gone
+
+    any_db.sql("DELETE FROM notes WHERE id = 2")
+    renamed = notes("memos", renamed_from="notes")
+    assert run(any_db, ws, renamed).outcome is Outcome.APPLIED
+    if any_db.kind == "sqlite":
+        with pytest.raises(RefusedChange, match="--use-backup"):
+            undo(any_db, ws)
+        return
+    assert undo(any_db, ws).success
+    assert planned(any_db, ws, notes("notes")).empty
+    assert any_db.sql("SELECT id, size FROM notes") == [(1, 3)]

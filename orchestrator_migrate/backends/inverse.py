@@ -32,6 +32,11 @@ _OPPOSITE = {
 
 def inverse(change: Change) -> list[Change] | None:
     """The changes that undo change, in the order to apply them; None when SQL cannot."""
+    if change.kind is ChangeKind.RENAME_TABLE:  # a server renames it back
+        back = f"rename table {change.table} back to {change.name}"
+        return [
+            dataclasses.replace(change, table=str(change.name), name=change.table, description=back)
+        ]
     if change.destructive or not KINDS[change.kind].sql_reversible:
         return None
     if change.kind is ChangeKind.RENAME_COLUMN:
@@ -66,8 +71,11 @@ def inverse(change: Change) -> list[Change] | None:
     opposite = _OPPOSITE.get(change.kind)
     if opposite is None or change.op is None:
         return None
+    original = getattr(change.op, "_reverse", None)
     try:
-        reversed_op = change.op.reverse()
+        # A dropped index comes back as reflected, its dialect options (a partial WHERE) too.
+        is_index = change.kind is ChangeKind.DROP_INDEX and isinstance(original, ops.CreateIndexOp)
+        reversed_op = original if is_index else change.op.reverse()
     except (ValueError, AttributeError, NotImplementedError):
         return None  # a drop whose original Alembic did not reflect
     return [

@@ -5,6 +5,7 @@ Boolean or Enum type are recognised as the type's and never dropped."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -94,6 +95,9 @@ def _create(table: Table, name: str | None, con: Any) -> ops.CreateCheckConstrai
     """The op that adds con, its condition as SQL text: rendering the model's own expression
     would attach a copy of the CHECK to the model's table."""
     condition = sql_text(check_text(con))
+    if name is None:  # named after its text, so that its undo can drop it; compared by text
+        digest = hashlib.sha1(normal(check_text(con)).encode()).hexdigest()[:10]
+        name = f"ck_{table.name[:40]}_{digest}"
     return ops.CreateCheckConstraintOp(name, table.name, condition, schema=table.schema)
 
 

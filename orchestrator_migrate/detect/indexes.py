@@ -4,9 +4,11 @@ and uniqueness): an index whose WHERE differs is dropped and created again from 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from typing import Any
 
 from alembic.operations import ops
 from sqlalchemy import Column, Index, MetaData, Table, inspect
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateIndex
 
@@ -47,7 +49,8 @@ def partial_index_changes(
                 and normal(spelling.where(table, str(index.name))) == normal(database)
             ):
                 continue
-            yield from _recreate(table, index, database, model)
+            original = _as_found(table, found, option, database)
+            yield from _recreate(table, index, original, database, model)
 
 
 def expression_index_changes(
@@ -93,7 +96,18 @@ def index_where(dialect: Dialect, option: str | None, index: Index) -> str:
     return create.split(" WHERE ", 1)[1] if " WHERE " in create else ""
 
 
-def _recreate(model: Table, index: Index, before: str, after: str) -> Iterable[Change]:
+def _as_found(model: Table, found: Any, option: str, where: str) -> ops.CreateIndexOp:
+    """The index as the database has it (its WHERE as text): what undoes dropping it."""
+    kw: dict[str, Any] = {option: sql_text(where)} if where else {}
+    columns = [str(c) for c in found["column_names"]]
+    unique = bool(found["unique"])
+    name = str(found["name"])
+    return ops.CreateIndexOp(name, model.name, columns, schema=model.schema, unique=unique, **kw)
+
+
+def _recreate(
+    model: Table, index: Index, original: ops.CreateIndexOp, before: str, after: str
+) -> Iterable[Change]:
     table = model.key
     name = str(index.name)
     was = f" where {before}" if before else " (a full index)"
@@ -104,7 +118,7 @@ def _recreate(model: Table, index: Index, before: str, after: str) -> Iterable[C
         table,
         f"drop index {name} on {table}{was}",
         name=name,
-        op=ops.DropIndexOp(name, table_name=model.name, schema=model.schema),
+        op=ops.DropIndexOp(name, table_name=model.name, schema=model.schema, _reverse=original),
         columns=columns,
     )
     yield Change(

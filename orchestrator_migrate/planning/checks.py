@@ -301,9 +301,8 @@ def _violations(reader: _Reader, change: Change) -> Refusal | None:
         condition = str(condition.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
     def why(count: int) -> str:
-        return (
-            f"cannot add check {change.name} on {change.table}: {count} rows violate ({condition})"
-        )
+        named = f" {change.name}" if change.name else ""
+        return f"cannot add check{named} on {change.table}: {count} rows violate ({condition})"
 
     try:
         with reader.conn.begin_nested():

@@ -170,8 +170,11 @@ def _reverse_one(run: Run, conn: Connection, entry: HistoryEntry) -> list[str]:
             f"run #{entry.id} dropped data that only its backup holds; nothing changed. Use"
             " `orchestrator-migrate rollback --use-backup`"
         )
+    # A server records each operation's undo; where it did not (SQLite rebuilds from the
+    # snapshot), the kinds say what inverse SQL can undo.
+    recorded = all(op.get("undo") is not None for op in entry.operations)
     one_way = sorted(k for k in kinds & _KNOWN if not KINDS[ChangeKind(k)].sql_reversible)
-    if one_way:
+    if one_way and not recorded:
         raise RefusedChange(
             f"run #{entry.id} made changes that inverse SQL cannot undo ({', '.join(one_way)});"
             " nothing changed. Use `orchestrator-migrate rollback --use-backup`"
