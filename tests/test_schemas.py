@@ -117,3 +117,17 @@ def test_a_check_over_violating_rows_in_a_schema_is_refused_with_the_count(ws, p
     with pytest.raises(RefusedChange, match="1 rows violate"):
         migrate(metadata=models(v2=True), **kw)
     assert check(metadata=models(), **kw).plan.empty
+
+
+def test_a_check_the_models_drop_in_a_schema_goes(ws, pg):
+    url, engine = pg
+    kw = {"db_url": url, "base_dir": str(ws.root)}
+    migrate(metadata=models(v2=True), **kw)
+    fewer = models(v2=True)
+    jobs = fewer.tables["app.jobs"]
+    jobs.constraints = {c for c in jobs.constraints if c.name != "ck_jobs_attempts"}
+    plan = check(metadata=fewer, **kw).plan
+    assert [(c.kind.value, c.table) for c in plan.changes] == [("drop_check", "app.jobs")]
+    assert migrate(metadata=fewer, **kw).outcome is Outcome.APPLIED
+    assert check(metadata=fewer, **kw).plan.empty
+    sql(engine, "INSERT INTO app.jobs (id, title, attempts) VALUES (1, 'a', -1)")  # gone

@@ -1,6 +1,6 @@
 """The inverse of each change, for rollback by SQL: the changes that undo it, built from
 Alembic's own reverse of the operation. None where only the backup can undo it (data removed,
-an enum value added, a table renamed)."""
+an enum value removed, a generated column redefined)."""
 
 from __future__ import annotations
 

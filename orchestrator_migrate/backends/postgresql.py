@@ -14,7 +14,7 @@ from sqlalchemy import Enum, MetaData, inspect
 from sqlalchemy.engine import Connection
 
 from ..model.changes import Change, ChangeKind
-from ..model.names import quote_table, split_key
+from ..model.names import quote_table, split_key, sql_literal
 from .base import Undo
 from .lock import MigrationLock
 from .server import Compilation, Override, ServerBackend, run_tool, schema_hash
@@ -80,14 +80,10 @@ def _add_enum_values(conn: Connection, change: Change) -> list[str]:
     for value in change.values:
         later = order[order.index(value) + 1 :] if value in order else []
         before = next((v for v in later if v in have), None)
-        where = f" BEFORE {_literal(before)}" if before is not None else ""
-        sql.append(f"ALTER TYPE {name} ADD VALUE IF NOT EXISTS {_literal(value)}{where}")
+        where = f" BEFORE {sql_literal(before)}" if before is not None else ""
+        sql.append(f"ALTER TYPE {name} ADD VALUE IF NOT EXISTS {sql_literal(value)}{where}")
         have.add(value)
     return sql
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _enum_uses(conn: Connection, name: str) -> list[tuple[str, str, str | None]]:
@@ -118,7 +114,7 @@ def _removal(table: str, name: str, gone: tuple[str, ...], type_: Enum, uses: li
         f"remove {shown} from enum type {name}",
         name=name,
         values=gone,
-        op={"values": list(type_.enums), "uses": [(t, c) for t, c, _ in uses], "defaults": uses},
+        op={"values": list(type_.enums), "columns": uses},
     )
 
 
@@ -127,9 +123,9 @@ def _recreate_enum(conn: Connection, change: Change) -> list[str]:
     to it (its default set again), the old type dropped: in the plan's one transaction."""
     q = conn.dialect.identifier_preparer.quote
     name, old = q(str(change.name)), q(f"{change.name}__om_old")
-    values = ", ".join("'" + v.replace("'", "''") + "'" for v in change.op["values"])
+    values = ", ".join(sql_literal(v) for v in change.op["values"])
     sql = [f"ALTER TYPE {name} RENAME TO {old}", f"CREATE TYPE {name} AS ENUM ({values})"]
-    for table, column, default in change.op["defaults"]:
+    for table, column, default in change.op["columns"]:
         alter = f"ALTER TABLE {quote_table(conn.dialect, table)} ALTER COLUMN {q(column)}"
         if default is not None:
             sql.append(f"{alter} DROP DEFAULT")
@@ -215,7 +211,7 @@ class PostgreSQLBackend(ServerBackend):
     def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
         # The default schema and those the models use; a table outside the default one is
         # named schema.table.
-        listed = ", ".join("'" + s.replace("'", "''") + "'" for s in self.schemas)
+        listed = ", ".join(sql_literal(s) for s in self.schemas)
         within = f"(current_schema(){', ' + listed if listed else ''})"
         spaces = f"(SELECT oid FROM pg_namespace WHERE nspname IN {within})"
 
@@ -292,8 +288,11 @@ class PostgreSQLBackend(ServerBackend):
                         name=type_.name,
                         values=new,
                         # What undoes it: the type as it is, recreated over the columns using it.
-                        op={"values": list(labels[type_.name]), "uses": [u[:2] for u in uses]}
-                        | {"defaults": uses, "order": list(type_.enums)},
+                        op={
+                            "values": list(labels[type_.name]),
+                            "columns": uses,
+                            "order": list(type_.enums),
+                        },
                     )
         return [*found.values(), *self._enum_removals(conn, metadata, labels)]
 

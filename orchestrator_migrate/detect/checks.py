@@ -6,13 +6,13 @@ Boolean or Enum type are recognised as the type's and never dropped."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from alembic.operations import ops
-from sqlalchemy import MetaData, Table, inspect
+from sqlalchemy import Table
 from sqlalchemy import text as sql_text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Inspector
 
 from ..model.changes import Change, ChangeKind
 from ..model.tablecopy import (
@@ -23,51 +23,36 @@ from ..model.tablecopy import (
     unnamed_checks,
 )
 from ..model.tablecopy import normal_sql as normal
-from .present import present_tables
 from .probe import Spelling
 
 
-def check_changes(
-    conn: Connection, metadata: MetaData, included: Callable[[str], bool], spelling: Spelling
-) -> Iterable[Change]:
+def check_changes(insp: Inspector, tables: Iterable[Table], spelling: Spelling) -> Iterable[Change]:
     """ADD_CHECK for a CHECK the database lacks, DROP_CHECK for one it has and the models do not
-    (the planner keeps it unless the models once made it)."""
-    insp = inspect(conn)
-    for table in present_tables(insp, metadata, included):
+    (the planner keeps it unless the models once made it), ALTER_CHECK for a changed one."""
+    for table in tables:
         reflected: Any = insp.get_check_constraints(table.name, schema=table.schema)
         yield from _table_checks(table, list(reflected), spelling)
 
 
 def _table_checks(table: Table, reflected: list[Any], spelling: Spelling) -> Iterable[Change]:
     named = named_checks(table)
+    typed = {str(c.name): c for c in type_checks(table) if isinstance(c.name, str)}
     present = {str(c["name"]): str(c["sqltext"]) for c in reflected if c.get("name")}
-    for name, con in named.items():
+    # By name: a named CHECK the database lacks is added; one (an Enum's own too) whose
+    # condition differs is replaced. A type's CHECK is never added on its own.
+    for name, con in [*named.items(), *typed.items()]:
         if name not in present:
-            yield Change(
-                ChangeKind.ADD_CHECK,
-                table.key,
-                f"add check {name} on {table.key} ({con.sqltext})",
-                name=name,
-                op=_create(table, name, con),
-            )
+            if name in named:
+                yield _added(table, name, con)
         elif not _spellings(table, con, spelling) & {normal(present[name])}:
             yield _altered(table, name, con, present[name])
-    typed = {str(c.name): c for c in type_checks(table) if isinstance(c.name, str)}
-    for name, con in typed.items():  # an Enum's CHECK whose values changed
-        spelled = {normal(check_text(con)), spelling.type_check(table, name)} - {""}
-        if name in present and not spelled & {normal(present[name])}:
-            yield _altered(table, name, con, present[name])
+    # By text: the others.
     others = [c for c in reflected if c.get("name") not in named and c.get("name") not in typed]
     found = {normal(str(c["sqltext"])) for c in others}
     unnamed = unnamed_checks(table)
     for con in unnamed:
         if not _spellings(table, con, spelling) & found:
-            yield Change(
-                ChangeKind.ADD_CHECK,
-                table.key,
-                f"add check on {table.key} ({check_text(con)})",
-                op=_create(table, None, con),
-            )
+            yield _added(table, None, con)
     modelled = {
         s for con in [*unnamed, *type_checks(table)] for s in _spellings(table, con, spelling)
     }
@@ -83,12 +68,25 @@ def _table_checks(table: Table, reflected: list[Any], spelling: Spelling) -> Ite
             name=name,
             op=ops.DropConstraintOp(
                 name,
-                table.key,
+                table.name,
                 type_="check",
-                _reverse=ops.CreateCheckConstraintOp(name, table.name, text),
+                schema=table.schema,
+                _reverse=ops.CreateCheckConstraintOp(name, table.name, text, schema=table.schema),
             ),
-            owned_as=check_signature(table.name, text),
+            owned_as=check_signature(table.key, text),
         )
+
+
+def _added(table: Table, name: str | None, con: Any) -> Change:
+    """A CHECK the database lacks: added, its violating rows counted first."""
+    label = f" {name}" if name else ""
+    return Change(
+        ChangeKind.ADD_CHECK,
+        table.key,
+        f"add check{label} on {table.key} ({check_text(con)})",
+        name=name,
+        op=_create(table, name, con),
+    )
 
 
 def _create(table: Table, name: str | None, con: Any) -> ops.CreateCheckConstraintOp:
@@ -114,7 +112,11 @@ def _altered(table: Table, name: str, con: Any, found: str) -> Change:
 
 
 def _spellings(table: Table, con: Any, spelling: Spelling) -> set[str]:
-    """The normal texts a model CHECK may have in the database: as written, as spelled there."""
+    """The normal texts a model CHECK may have in the database: as written, as spelled there
+    (a type's CHECK by its name, the models' own by their text)."""
     written = normal(check_text(con))
-    spelled = spelling.check(table, con)
+    if getattr(con, "_type_bound", False):
+        spelled = spelling.type_check(table, con.name) if isinstance(con.name, str) else ""
+    else:
+        spelled = spelling.check(table, con)
     return {written, spelled} - {""}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from alembic.autogenerate import produce_migrations
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Enum, Identity, MetaData
+from sqlalchemy import Column, Enum, Identity, MetaData, inspect
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -21,6 +21,7 @@ from .checks import check_changes
 from .defaults import defaults_differ
 from .generated import generated_changes
 from .indexes import expression_index_changes, index_where, partial_index_changes
+from .present import present_tables
 from .primary_keys import primary_key_changes
 from .probe import Spelling
 from .types import widens
@@ -99,13 +100,16 @@ def diff(
     recreated = {
         str(c.name) for c in found if c.kind in (ChangeKind.DROP_INDEX, ChangeKind.ADD_INDEX)
     }
+    # What Alembic does not compare, each over the models' tables the database has, read once.
+    insp = inspect(conn)
+    tables = present_tables(insp, metadata, included)
     return [
         *found,
-        *partial_index_changes(conn, metadata, included, recreated, spelling, option),
-        *expression_index_changes(conn, metadata, included, recreated, backend.index_names),
-        *check_changes(conn, metadata, included, spelling),
-        *generated_changes(conn, metadata, included, spelling),
-        *primary_key_changes(conn, metadata, included),
+        *partial_index_changes(insp, tables, recreated, spelling, option),
+        *expression_index_changes(conn, tables, recreated, backend.index_names),
+        *check_changes(insp, tables, spelling),
+        *generated_changes(insp, tables, spelling),
+        *primary_key_changes(insp, tables),
         *backend.more_changes(conn, metadata),
     ]
 

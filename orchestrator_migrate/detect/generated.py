@@ -4,26 +4,24 @@ refuses, with what to do instead; it is never skipped in silence."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Column, MetaData, inspect
-from sqlalchemy.engine import Connection
+from sqlalchemy import Column, Table
+from sqlalchemy.engine import Inspector
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from ..model.changes import Change, ChangeKind
 from ..model.tablecopy import normal_sql as normal
-from .present import present_tables
 from .probe import Spelling
 
 
 def generated_changes(
-    conn: Connection, metadata: MetaData, included: Callable[[str], bool], spelling: Spelling
+    insp: Inspector, tables: Iterable[Table], spelling: Spelling
 ) -> Iterable[Change]:
     """ALTER_GENERATED for each column that exists on both sides and whose Computed
     expression, or Identity, differs."""
-    insp = inspect(conn)
-    for table in present_tables(insp, metadata, included):
+    for table in tables:
         reflected = {c["name"]: c for c in insp.get_columns(table.name, schema=table.schema)}
         for column in table.columns:
             found = reflected.get(column.name)

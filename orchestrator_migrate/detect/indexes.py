@@ -7,31 +7,29 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from alembic.operations import ops
-from sqlalchemy import Column, Index, MetaData, Table, inspect
+from sqlalchemy import Column, Index, Table
 from sqlalchemy import text as sql_text
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, Inspector
 from sqlalchemy.schema import CreateIndex
 
 from ..model.changes import Change, ChangeKind
 from ..model.tablecopy import normal_sql as normal
-from .present import present_tables
 from .probe import Spelling
 
 
 def partial_index_changes(
-    conn: Connection,
-    metadata: MetaData,
-    included: Callable[[str], bool],
+    insp: Inspector,
+    tables: Iterable[Table],
     changed: Collection[str],
     spelling: Spelling,
     option: str | None,
 ) -> Iterable[Change]:
-    """DROP_INDEX and ADD_INDEX for each index of the models, not among changed (already
+    """DROP_INDEX and ADD_INDEX for each index of tables, not among changed (already
     recreated), whose WHERE differs from the database's on a database that has them."""
     if option is None:
         return  # no partial indexes on this database
-    insp = inspect(conn)
-    for table in present_tables(insp, metadata, included):
+    dialect = spelling.conn.dialect
+    for table in tables:
         reflected = {
             str(ix["name"]): ix for ix in insp.get_indexes(table.name, schema=table.schema)
         }
@@ -39,7 +37,7 @@ def partial_index_changes(
             found = reflected.get(str(index.name))
             if found is None or index.name in changed:
                 continue
-            model = index_where(conn.dialect, option, index)
+            model = index_where(dialect, option, index)
             database = _text((found.get("dialect_options") or {}).get(option))
             if normal(model) == normal(database):
                 continue
@@ -55,15 +53,14 @@ def partial_index_changes(
 
 def expression_index_changes(
     conn: Connection,
-    metadata: MetaData,
-    included: Callable[[str], bool],
+    tables: Iterable[Table],
     changed: Collection[str],
     index_names: Callable[[Connection, str], set[str]],
 ) -> Iterable[Change]:
     """ADD_INDEX for each expression index of the models that the database lacks and that
     Alembic's comparison skipped (SQLite's reflection cannot see them). One that exists is
     left as it is, and one the models no longer have is never dropped for what is unseen."""
-    for table in present_tables(inspect(conn), metadata, included):
+    for table in tables:
         expressions = [
             ix
             for ix in sorted(table.indexes, key=lambda i: str(i.name))

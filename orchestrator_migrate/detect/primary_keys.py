@@ -3,24 +3,20 @@ models and the database (a column added to it or taken out) is one change, count
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from alembic.operations import ops
-from sqlalchemy import DefaultClause, MetaData, inspect, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import DefaultClause, Table, text
+from sqlalchemy.engine import Inspector
 
 from ..model.changes import Change, ChangeKind
 from ..model.names import split_key
-from .present import present_tables
 
 
-def primary_key_changes(
-    conn: Connection, metadata: MetaData, included: Callable[[str], bool]
-) -> Iterable[Change]:
+def primary_key_changes(insp: Inspector, tables: Iterable[Table]) -> Iterable[Change]:
     """ALTER_PRIMARY_KEY for each table whose key has other columns in the models."""
-    insp = inspect(conn)
-    for table in present_tables(insp, metadata, included):
+    for table in tables:
         model = tuple(c.name for c in table.primary_key.columns)
         reflected = insp.get_pk_constraint(table.name, schema=table.schema)
         found = tuple(str(c) for c in reflected.get("constrained_columns") or ())

@@ -62,9 +62,9 @@ class Spelling:
     def _spelled(self, table: Table) -> _Spelled:
         if not self.asks:
             return _Spelled({}, {}, {})
-        if table.name not in self._seen:
-            self._seen[table.name] = self._probe(table)
-        return self._seen[table.name]
+        if table.key not in self._seen:
+            self._seen[table.key] = self._probe(table)
+        return self._seen[table.key]
 
     def _probe(self, table: Table) -> _Spelled:
         name = f"_om_probe_{uuid.uuid4().hex[:12]}"

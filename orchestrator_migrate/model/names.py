@@ -1,5 +1,6 @@
-"""Table names as the plan carries them: a table in the connection's default schema by its name,
-one in a schema of its own (PostgreSQL) by 'schema.name', the key SQLAlchemy's MetaData uses."""
+"""Names and values as SQL text. Table names as the plan carries them: a table in the
+connection's default schema by its name, one in a schema of its own (PostgreSQL) by
+'schema.name', the key SQLAlchemy's MetaData uses."""
 
 from __future__ import annotations
 
@@ -22,3 +23,8 @@ def quote_table(dialect: Dialect, key: str) -> str:
     quote = dialect.identifier_preparer.quote
     schema, name = split_key(key)
     return f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+
+
+def sql_literal(value: str) -> str:
+    """A string as an SQL literal: 'it''s'."""
+    return "'" + value.replace("'", "''") + "'"

@@ -6,6 +6,7 @@ read as what the plan will put there: its fill or server default (else NULL), or
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from ..model.changes import KINDS, Change, ChangeKind, Precheck
 from ..model.errors import Refusal
-from ..model.names import quote_table, split_key
+from ..model.names import quote_table, split_key, sql_literal
 from ..model.plan import Plan
 
 SAMPLE_KEYS = 5
@@ -75,7 +76,7 @@ def initial_value(change: Change) -> str:
         return change.fill
     arg = getattr(change.op.column.server_default, "arg", None)
     if isinstance(arg, str):  # SQLAlchemy writes a plain string default as a quoted literal
-        return "'" + arg.replace("'", "''") + "'"
+        return sql_literal(arg)
     text = getattr(arg, "text", None)
     return text if isinstance(text, str) else "NULL"
 
@@ -179,29 +180,26 @@ def _primary_key(reader: _Reader, change: Change) -> Refusal | None:
     """A primary key over NULLs (a key column cannot hold one) or rows that share a key."""
     columns = list(change.op.columns)
     for column in columns:
-        nulls = _null_rows(reader, change.table, column)
-        if nulls:
-            return Refusal(
-                change.table,
-                column,
-                nulls,
-                [],
-                f"cannot make {change.table}.{column} part of the primary key: {nulls} rows"
-                " hold NULL; fill them first",
+        key_column = dataclasses.replace(change, column=column)
+
+        def why(count: int, change: Change = key_column) -> str:
+            return (
+                f"cannot make {change.table}.{change.column} part of the primary key: {count}"
+                " rows hold NULL"
             )
+
+        where = f"{reader.column(change.table, column)} IS NULL"
+        nulls = _rows_that_break(reader, key_column, where, why, "fill them first")
+        if nulls is not None:
+            return nulls
     return _duplicates(reader, change.table, columns)
-
-
-def _null_rows(reader: _Reader, table: str, column: str) -> int:
-    value = reader.column(table, column)
-    return reader.scalar(f"SELECT count(*) FROM {reader.table(table)} WHERE {value} IS NULL")
 
 
 def _enum_rows(reader: _Reader, change: Change) -> Refusal | None:
     """Enum values removed while rows hold them, in every column of the type."""
     values = list(change.values)
     total, where = 0, []
-    for table, column in change.op["uses"]:
+    for table, column, _default in change.op["columns"]:
         held = cast(literal_column(reader.quote(column)), String).in_(values)
         count = reader.conn.execute(
             select(func.count()).select_from(table_(table)).where(held)
@@ -260,7 +258,7 @@ def _fits(reader: _Reader, change: Change) -> Refusal | None:
         return None
     value = reader.column(change.table, change.column)
     if isinstance(new, Enum) and new.enums:  # a value the new ENUM lacks (MariaDB's MODIFY)
-        allowed = ", ".join("'" + v.replace("'", "''") + "'" for v in new.enums)
+        allowed = ", ".join(sql_literal(v) for v in new.enums)
         where = f"{value} IS NOT NULL AND {value} NOT IN ({allowed})"
         gone = [v for v in getattr(old, "enums", ()) if v not in new.enums]
         shown = ", ".join(repr(v) for v in gone) or "values"
