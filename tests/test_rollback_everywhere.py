@@ -91,6 +91,13 @@ SEED = (
 )
 
 
+def at_v2(ws, db) -> None:
+    """v1 with its rows, then v2 over them."""
+    run(db, ws, v1())
+    db.sql(*SEED)
+    run(db, ws, v2())
+
+
 def test_one_run_of_every_reversible_kind_is_undone_and_rows_written_since_are_kept(ws, any_db):
     assert run(any_db, ws, v1()).outcome is Outcome.APPLIED
     any_db.sql(*SEED)
@@ -143,9 +150,7 @@ def test_one_run_of_every_reversible_kind_is_undone_and_rows_written_since_are_k
 
 
 def test_a_rollback_that_would_lose_values_is_refused_with_a_count(ws, any_db):
-    run(any_db, ws, v1())
-    any_db.sql(*SEED)
-    run(any_db, ws, v2())
+    at_v2(ws, any_db)
     any_db.sql("UPDATE tasks SET rank = 7 WHERE id = 2")
     with pytest.raises(RefusedChange, match=r"tasks\.rank.* holds 1 values") as refused:
         undo(any_db, ws)
@@ -159,9 +164,7 @@ def test_a_rollback_that_would_lose_values_is_refused_with_a_count(ws, any_db):
 
 
 def test_a_rollback_that_fails_part_way_leaves_the_database_as_it_was(ws, any_db):
-    run(any_db, ws, v1())
-    any_db.sql(*SEED)
-    run(any_db, ws, v2())
+    at_v2(ws, any_db)
     # The new version wrote a NULL owner: making owner NOT NULL again cannot work.
     any_db.sql("UPDATE tasks SET owner = NULL WHERE id = 1")
     with pytest.raises(MigrationFailed, match="owner"):
