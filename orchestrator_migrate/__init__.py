@@ -7,11 +7,13 @@ from .api import (
     backups_list,
     backups_prune,
     check,
+    health,
     history,
     migrate,
     plan,
     restore_backup,
     rollback,
+    status,
 )
 from .compat import (
     AutoMigrationSystem,
@@ -32,23 +34,30 @@ from .model.errors import (
     RefusedChange,
     TargetError,
 )
+from .model.events import AfterApply, AfterBackup, BeforeApply, Event, Hook, OnFailure
 from .model.plan import Operation, Plan
 from .model.result import MigrationResult, Outcome
 from .version import __version__
 
 __all__ = [
+    "AfterApply",
+    "AfterBackup",
     "AutoMigrationSystem",
     "BackupInfo",
+    "BeforeApply",
     "Change",
     "ChangeKind",
     "ConfigError",
+    "Event",
     "ExitCode",
     "HistoryEntry",
+    "Hook",
     "LockTimeout",
     "MigrateError",
     "MigrationFailed",
     "MigrationFailedNotRestored",
     "MigrationResult",
+    "OnFailure",
     "Operation",
     "Outcome",
     "Plan",
@@ -60,6 +69,7 @@ __all__ = [
     "backups_prune",
     "check",
     "execute_startup_migration",
+    "health",
     "history",
     "initialize_database_with_migration",
     "load_settings",
@@ -67,4 +77,5 @@ __all__ = [
     "plan",
     "restore_backup",
     "rollback",
+    "status",
 ]

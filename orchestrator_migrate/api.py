@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
+from loguru import logger
 from sqlalchemy import MetaData
 
+from .apply import hooks
 from .apply.runner import execute
+from .config.hooks import load_hooks
 from .config.settings import Settings, load_settings
-from .context import prepare_run
+from .context import Run, prepare_run
 from .model.backup_info import BackupInfo
 from .model.entries import HistoryEntry
+from .model.errors import MigrateError
+from .model.events import AfterApply, OnFailure
+from .model.outcome import Outcome
 from .model.plan import Plan
 from .model.result import MigrationResult
+
+if TYPE_CHECKING:
+    from .operate.health import Health
+    from .operate.status import Status
 
 
 def _settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
@@ -32,7 +44,33 @@ def migrate(
     Settings come from the environment and config files unless given; keyword overrides
     (e.g. db_url=..., backup=False) take precedence like CLI flags.
     """
-    return execute(prepare_run(_settings(settings, overrides), metadata))
+    resolved = _settings(settings, overrides)
+    run = replace(prepare_run(resolved, metadata), hooks=load_hooks(resolved.hooks))
+    try:
+        result = execute(run)
+    except MigrateError as exc:
+        failure = MigrationResult.from_error(exc)
+        hooks.after_change(run, OnFailure(run.url_for_humans, exc, failure))
+        _after_run(run, failure)
+        raise
+    if result.outcome is Outcome.APPLIED:
+        hooks.after_change(run, AfterApply(run.url_for_humans, result))
+    _after_run(run, result)
+    return result
+
+
+def _after_run(run: Run, result: MigrationResult) -> None:
+    """What follows every run, whatever its outcome: the metrics file, if one is asked for."""
+    path = run.settings.metrics_path()
+    if path is None:
+        return
+    from .operate.metrics import from_run, write_file
+
+    figures = from_run(run.settings, run.url_for_humans, run.backend.name, result, time.time())
+    try:
+        write_file(path, figures)
+    except OSError as exc:  # never fails a run that has already ended
+        logger.warning("Could not write MCP_TASK_ORCHESTRATOR_METRICS_FILE {}: {}", path, exc)
 
 
 def check(
@@ -106,3 +144,23 @@ def rollback(
     if not use_backup:
         return rollback_by_sql(run, to)
     return rollback_to(run, to) if to is not None else rollback_last(run)
+
+
+def status(
+    settings: Settings | None = None, *, metadata: MetaData | None = None, **overrides: Any
+) -> Status:
+    """What `status --json` reports: pending work, retired and foreign objects, drift, the last
+    run, backups, the lock and integrity; writes nothing."""
+    from .operate.status import status as read_status
+
+    return read_status(_settings(settings, overrides), metadata)
+
+
+def health(
+    settings: Settings | None = None, *, metadata: MetaData | None = None, **overrides: Any
+) -> Health:
+    """HEALTHY, WARNING or CRITICAL with the reasons (`health.level`, `health.exit_code`);
+    a database out of reach is CRITICAL, not an exception."""
+    from .operate.health import health as judge
+
+    return judge(_settings(settings, overrides), metadata)

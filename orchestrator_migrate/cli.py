@@ -14,7 +14,21 @@ from .config.settings import ENV_PREFIX, Settings, load_settings
 from .model.errors import ExitCode, MigrateError, exit_code_for
 from .model.result import Outcome
 
-COMMANDS = ("run", "check", "plan", "history", "locks", "backups", "rollback")
+COMMANDS = (
+    "run",
+    "check",
+    "plan",
+    "status",
+    "health",
+    "metrics",
+    "rehearse",
+    "export-alembic",
+    "history",
+    "locks",
+    "backups",
+    "rollback",
+    "mcp",
+)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +45,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=s,
         metavar="MODULE:ATTR",
         help="models to migrate to (repeatable); replaces the entry points",
+    )
+    add(
+        "--hook",
+        dest="hooks",
+        action="append",
+        default=s,
+        metavar="MODULE:ATTR",
+        help="a hook callable to call with each event of a run (repeatable)",
     )
     add(
         "--ignore-table",
@@ -113,12 +135,28 @@ def build_parser() -> argparse.ArgumentParser:
         "locks": "show who holds the migration lock",
         "backups": "list, prune or restore backups",
         "rollback": "undo the newest applied run (or every run after --to ID) from its backup",
+        "status": "show the database, pending work, last run, backups and the lock; writes nothing",
+        "health": "HEALTHY (exit 0), WARNING (1) or CRITICAL (2), with the reasons; for probes",
+        "metrics": "print Prometheus/OpenMetrics metrics of the database's migration state",
+        "rehearse": "apply the pending plan to a throwaway copy, measure and verify it",
+        "export-alembic": "write the pending plan as an Alembic revision file in DIR",
+        "mcp": "serve the MCP tools orchestrator_database_health and _migration_status on stdio",
     }
     for name in COMMANDS:
         cmd = sub.add_parser(name, help=helps[name], description=helps[name])
         _common(cmd)
         if name == "plan":
             cmd.add_argument("--sql", action="store_true", help="print the SQL statements")
+            cmd.add_argument(
+                "--format",
+                dest="format",
+                choices=("text", "sql", "json", "markdown"),
+                default="text",
+                help="markdown: a review-ready body for a pull request",
+            )
+        if name == "export-alembic":
+            cmd.add_argument("directory", type=Path, metavar="DIR", help="where to write it")
+            cmd.add_argument("--message", "-m", default=None, help="the revision's message")
         if name == "history":
             cmd.add_argument("--limit", type=int, default=20, help="newest N runs (default 20)")
         if name == "backups":
@@ -138,7 +176,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = vars(parser.parse_args(argv))
     command = args.pop("command", None) or "run"
     as_json = bool(args.pop("json", False))
-    names = ("sql", "limit", "action", "backup_id", "use_backup", "to")
+    names = (
+        "sql",
+        "format",
+        "limit",
+        "action",
+        "backup_id",
+        "use_backup",
+        "to",
+        "directory",
+        "message",
+    )
     extra: dict[str, Any] = {k: args.pop(k) for k in names if k in args}
     raw_format = str(args.get("log_format") or os.environ.get(ENV_PREFIX + "LOG_FORMAT", ""))
     try:
@@ -220,9 +268,15 @@ def _plan(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
 
     result = check(settings)
     plan = result.plan
-    if as_json:
+    shape = "sql" if extra.get("sql") else str(extra.get("format") or "text")
+    shape = "json" if as_json else shape
+    if shape == "markdown":
+        from .operate.markdown import plan_markdown
+
+        print(plan_markdown(result, settings))
+    elif shape == "json":
         _print_json({**plan.to_dict(), "refusals": [r.to_dict() for r in result.refusals]})
-    elif extra.get("sql"):
+    elif shape == "sql":
         for statement in plan.sql:
             print(statement.rstrip() + ";\n")
     else:
@@ -319,6 +373,67 @@ def _rollback(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
     return int(ExitCode.OK)
 
 
+def _status(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .operate.status import status
+
+    found = status(settings)
+    if as_json:
+        _print_json(found.to_dict())
+    else:
+        print("\n".join(found.lines()))
+    return int(ExitCode.OK)
+
+
+def _health(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .operate.health import health
+
+    found = health(settings)
+    if as_json:
+        _print_json(found.to_dict())
+    else:
+        print("\n".join(found.lines()))
+    return found.exit_code
+
+
+def _metrics(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .operate.metrics import from_status, render
+    from .operate.status import status
+
+    sys.stdout.write(render(from_status(status(settings))))
+    return int(ExitCode.OK)
+
+
+def _rehearse(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .operate.rehearse import rehearse
+
+    found = rehearse(settings)
+    if as_json:
+        _print_json(found.to_dict())
+    else:
+        print("\n".join(found.lines()))
+    return found.exit_code
+
+
+def _export_alembic(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .operate.alembic_export import export_alembic
+
+    written = export_alembic(settings, extra["directory"], extra.get("message"))
+    if as_json:
+        _print_json({"path": str(written) if written else None})
+    elif written is None:
+        print("Nothing to export: the database matches the models")
+    else:
+        print(f"Wrote {written}")
+    return int(ExitCode.OK)
+
+
+def _mcp(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
+    from .operate.mcp_tools import serve
+
+    serve(settings)
+    return int(ExitCode.OK)
+
+
 _COMMANDS = {
     "run": _run,
     "check": _check,
@@ -327,4 +442,10 @@ _COMMANDS = {
     "locks": _locks,
     "backups": _backups,
     "rollback": _rollback,
+    "status": _status,
+    "health": _health,
+    "metrics": _metrics,
+    "rehearse": _rehearse,
+    "export-alembic": _export_alembic,
+    "mcp": _mcp,
 }

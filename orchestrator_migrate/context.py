@@ -16,6 +16,7 @@ from .config.targets import merge, resolve
 from .history.recorder import Recorder
 from .history.rows import Clock, utc_now
 from .model.errors import TargetError
+from .model.events import Hook
 from .model.plan import Plan
 from .planning.planner import build_plan
 from .version import __version__
@@ -30,6 +31,8 @@ class Run:
     metadata: MetaData
     recorder: Recorder
     clock: Clock
+    # Called with each event of a run (model/events.py); only `migrate` loads them.
+    hooks: tuple[Hook, ...] = ()
 
     @property
     def url_for_humans(self) -> str:

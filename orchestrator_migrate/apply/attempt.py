@@ -13,9 +13,10 @@ from ..context import Run
 from ..model.attempt import Attempt, elapsed_ms
 from ..model.changes import ChangeKind
 from ..model.errors import RefusedChange
+from ..model.events import AfterBackup, BeforeApply
 from ..model.outcome import Outcome
 from ..model.result import MigrationResult
-from . import stages
+from . import hooks, stages
 from .failure import failed
 from .look import up_to_date, verified
 from .strategies import Strategy, strategy_for
@@ -34,7 +35,11 @@ def attempt(run: Run, engine: Engine, models_fp: str, started: float) -> Migrati
                 conn.commit()
                 return done
             _refuse(run, conn, facts)
+            hooks.before_change(run, BeforeApply(run.url_for_humans, facts.plan))
             _back_up(run, conn, facts, strategy)
+            if facts.backup is not None:
+                event = AfterBackup(run.url_for_humans, facts.backup, facts.plan)
+                hooks.before_change(run, event)
             strategy.before_apply(run, conn, facts)
             applying = _apply(run, conn, facts)
             history_id = _record(run, conn, facts)

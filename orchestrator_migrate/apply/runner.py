@@ -4,6 +4,7 @@ verify, record)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from loguru import logger
 
@@ -34,8 +35,12 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
             return up_to_date(started, found.plan, list(found.warnings))
         if not found.plan.empty and (dry or not run.settings.auto_migration):
             return _planned(run, found, dry, started)
+        waiting = time.monotonic()
         with run.backend.lock(run.settings.lock_timeout / 1000, run.settings.lock_name):
-            return attempt(run, engine, found.models_fp, started)
+            holding = time.monotonic()
+            result = attempt(run, engine, found.models_fp, started)
+        waited = round((holding - waiting) * 1000)
+        return replace(result, lock_wait_ms=waited, lock_hold_ms=elapsed_ms(holding))
     finally:
         engine.dispose()
 

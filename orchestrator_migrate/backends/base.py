@@ -96,5 +96,9 @@ class Backend(Protocol):
     def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
         """Problems found after applying (integrity, foreign keys, row counts); empty when sound."""
 
+    def integrity_problems(self, conn: Connection) -> list[str]:
+        """What a health check should flag in the database as it is (cheap enough for a probe):
+        a corrupt file, broken foreign keys, invalid indexes, leftovers of ours."""
+
     def time_limit(self, conn: Connection, seconds: float) -> AbstractContextManager[None]:
         """Interrupt statements on conn after seconds; the interrupted statement raises."""

@@ -208,6 +208,25 @@ class PostgreSQLBackend(ServerBackend):
     def types_differ(self, inspected_type: Any, metadata_type: Any) -> bool:
         return _spelling(inspected_type) != _spelling(metadata_type)
 
+    def integrity_problems(self, conn: Connection) -> list[str]:
+        # An index whose build failed part-way stays behind invalid: never used, always updated.
+        listed = ", ".join(sql_literal(s) for s in self.schemas)
+        within = f"(current_schema(){', ' + listed if listed else ''})"
+        rows = conn.exec_driver_sql(
+            "SELECT c.relname, t.relname FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            f" WHERE NOT i.indisvalid AND n.nspname IN {within} ORDER BY 1"
+        )
+        problems = [f"index {r[0]} on {r[1]} is invalid (a build failed part-way)" for r in rows]
+        rows = conn.exec_driver_sql(
+            "SELECT conname, conrelid::regclass::text FROM pg_constraint c"
+            " JOIN pg_namespace n ON n.oid = c.connamespace"
+            f" WHERE NOT c.convalidated AND n.nspname IN {within} ORDER BY 1"
+        )
+        problems += [f"constraint {r[0]} on {r[1]} is not validated" for r in rows]
+        return problems
+
     def fingerprint(self, conn: Connection, ignore: Sequence[str]) -> str:
         # The default schema and those the models use; a table outside the default one is
         # named schema.table.

@@ -511,6 +511,22 @@ class SQLiteBackend:
         problems += [f"temporary table {t} left behind" for t in leftovers]
         return problems
 
+    def integrity_problems(self, conn: Connection) -> list[str]:
+        problems = [
+            f"quick_check: {row[0]}"
+            for row in conn.exec_driver_sql("PRAGMA quick_check")
+            if row[0] != "ok"
+        ]
+        problems += [
+            f"foreign key violation: {row[0]} rowid {row[1]} references {row[2]}"
+            for row in conn.exec_driver_sql("PRAGMA foreign_key_check")
+        ]
+        names = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")
+        problems += [
+            f"temporary table {r[0]} left behind" for r in names if r[0].startswith(REBUILD_PREFIX)
+        ]
+        return problems
+
     @contextmanager
     def time_limit(self, conn: Connection, seconds: float) -> Iterator[None]:
         dbapi = conn.connection.dbapi_connection

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         description="MODULE:ATTR references to a MetaData or declarative base, comma separated;"
         " replaces the entry points",
     )
+    hooks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="MODULE:ATTR references to hook callables, comma separated; called after"
+        " those of the entry-point group orchestrator_migrate.hooks",
+    )
     ignore_tables: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="glob patterns of table names left out of the comparison, comma separated",
@@ -115,8 +120,13 @@ class Settings(BaseSettings):
         default="text", description="text, or json for one JSON object per line"
     )
     config_file: Path | None = Field(default=None, description="a TOML file of these keys")
+    metrics_file: Path | None = Field(
+        default=None,
+        description="a file (e.g. for node-exporter's textfile collector) rewritten with"
+        " Prometheus metrics after every run; relative to base_dir",
+    )
 
-    @field_validator("models", "ignore_tables", mode="before")
+    @field_validator("models", "ignore_tables", "hooks", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         return _split_list(value)
@@ -140,6 +150,13 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         """The SQLite file named by db_path or the default under base_dir."""
         path = self.db_path if self.db_path is not None else DEFAULT_DB_RELATIVE
+        return path if path.is_absolute() else (self.base_dir / path).absolute()
+
+    def metrics_path(self) -> Path | None:
+        """Where METRICS_FILE points, if set."""
+        if self.metrics_file is None:
+            return None
+        path = self.metrics_file
         return path if path.is_absolute() else (self.base_dir / path).absolute()
 
     def backup_path(self) -> Path:

@@ -39,14 +39,19 @@ def as_metadata(obj: Any, reference: str) -> MetaData:
 
 def load_reference(reference: str) -> Target:
     """Import MODULE:ATTR and return it as a Target."""
+    return Target(reference, as_metadata(import_reference(reference, "models"), reference))
+
+
+def import_reference(reference: str, what: str) -> Any:
+    """The object MODULE:ATTR names (ATTR may be dotted); TargetError naming what is wrong."""
     module_name, sep, attr = reference.partition(":")
     if not sep or not module_name or not attr:
-        raise TargetError(f"models {reference!r}: expected MODULE:ATTR, e.g. myserver.models:Base")
+        raise TargetError(f"{what} {reference!r}: expected MODULE:ATTR, e.g. myserver.models:Base")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise TargetError(
-            f"models {reference!r}: module {module_name!r} does not import: {exc}"
+            f"{what} {reference!r}: module {module_name!r} does not import: {exc}"
         ) from None
     obj: Any = module
     for part in attr.split("."):
@@ -54,9 +59,9 @@ def load_reference(reference: str) -> Target:
             obj = getattr(obj, part)
         except AttributeError:
             raise TargetError(
-                f"models {reference!r}: module {module_name!r} has no attribute {attr!r}"
+                f"{what} {reference!r}: module {module_name!r} has no attribute {attr!r}"
             ) from None
-    return Target(reference, as_metadata(obj, reference))
+    return obj
 
 
 def discover(group: str = ENTRY_POINT_GROUP) -> list[Target]:

@@ -26,6 +26,9 @@ class MigrationResult:
     history_id: int | None = None
     exit_code: ExitCode = ExitCode.OK
     refusals: tuple[Refusal, ...] = ()
+    # How long this process waited for the migration lock, and held it (None: it never took it).
+    lock_wait_ms: int | None = None
+    lock_hold_ms: int | None = None
 
     @classmethod
     def from_error(cls, error: BaseException) -> MigrationResult:
@@ -78,4 +81,6 @@ class MigrationResult:
             "history_id": self.history_id,
             "plan": self.plan.to_dict(),
             "refusals": [r.to_dict() for r in self.refusals],
+            "lock_wait_ms": self.lock_wait_ms,
+            "lock_hold_ms": self.lock_hold_ms,
         }

@@ -107,13 +107,23 @@ def _keep(change: Change, allow_destructive: bool, owned: dict[str, set[str]]) -
     kind = KINDS[change.kind]
     if kind.owner is None:
         return False
-    ours = _OWNED_AS[kind.owner](change) in owned.get(kind.owner, set())
-    ours = ours or change.owned_as in owned.get(kind.owner, set())
+    mine = is_ours(change, owned)
+    return not (allow_destructive and mine) if kind.removes else not mine
+
+
+def is_ours(change: Change, owned: dict[str, set[str]]) -> bool:
+    """Whether the object a drop would remove was created by models migrated here (retired
+    when kept), rather than by someone else (foreign: never ours to drop)."""
+    owner = KINDS[change.kind].owner
+    if owner is None:
+        return False
+    ours = _OWNED_AS[owner](change) in owned.get(owner, set())
+    ours = ours or change.owned_as in owned.get(owner, set())
     if change.kind is ChangeKind.DROP_INDEX and getattr(change.op, "kw", {}).get("unique"):
         # MariaDB reports a UNIQUE constraint as a unique index: ours if the models made one.
         unique = constraint_signature(change.table, "unique", change.columns)
         ours = ours or unique in owned.get("constraints", set())
-    return not (allow_destructive and ours) if kind.removes else not ours
+    return ours
 
 
 _OWNED_AS: dict[str, Callable[[Change], str | None]] = {
