@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="orchestrator-migrate",
         description="Bring a SQL database in step with its SQLAlchemy models, safely.",
     )
+    from .version import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _common(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     helps = {
@@ -266,15 +269,13 @@ def _check(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
 def _plan(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
     from .api import check
 
-    result = check(settings)
-    plan = result.plan
     shape = "sql" if extra.get("sql") else str(extra.get("format") or "text")
     shape = "json" if as_json else shape
     if shape == "markdown":
-        from .operate.markdown import plan_markdown
-
-        print(plan_markdown(result, settings))
-    elif shape == "json":
+        return _plan_markdown(settings)
+    result = check(settings)
+    plan = result.plan
+    if shape == "json":
         _print_json({**plan.to_dict(), "refusals": [r.to_dict() for r in result.refusals]})
     elif shape == "sql":
         for statement in plan.sql:
@@ -291,6 +292,23 @@ def _plan(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
             print(f"kept (not in the models): {change.description}  [{change.safety.value}]")
         for refusal in result.refusals:
             print(f"a run would be refused: {refusal.message}")
+    return int(ExitCode.OK)
+
+
+def _plan_markdown(settings: Settings) -> int:
+    """The review body; a plan the planner refuses is shown with its reason (and exit 4)."""
+    from .api import check
+    from .model.result import MigrationResult
+    from .operate.markdown import plan_markdown
+
+    try:
+        result = check(settings)
+    except MigrateError as exc:
+        if exc.exit_code is not ExitCode.REFUSED:
+            raise
+        print(plan_markdown(MigrationResult.from_error(exc), settings))
+        return int(exc.exit_code)
+    print(plan_markdown(result, settings))
     return int(ExitCode.OK)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from alembic.operations import Operations
-from alembic.operations.ops import AddColumnOp, AlterColumnOp, MigrateOperation
+from alembic.operations.ops import AddColumnOp, AlterColumnOp, CreateTableOp, MigrateOperation
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column
 from sqlalchemy.engine import Dialect
 
 from ..model.changes import Change, ChangeKind
@@ -40,6 +41,12 @@ def render(dialect: Dialect, op: MigrateOperation) -> list[str]:
         bare = op.column._copy()
         bare.index = bare.unique = None
         op = AddColumnOp(op.table_name, bare, schema=op.schema)
+    if isinstance(op, CreateTableOp):
+        # Alembic lists a table's constraints from a set: put them back in the models' order, so
+        # that the SQL a plan shows is the SQL every process runs.
+        columns = [c for c in op.columns if isinstance(c, Column)]
+        others = [c for c in op.columns if not isinstance(c, Column)]
+        op.columns = columns + sorted(others, key=lambda c: getattr(c, "_creation_order", 0))
     out = _Collector()
     opts: dict[str, Any] = {"as_sql": True, "output_buffer": out, "literal_binds": True}
     context = MigrationContext.configure(dialect=dialect, opts=opts)
