@@ -21,9 +21,13 @@ from .model.events import AfterApply, OnFailure
 from .model.outcome import Outcome
 from .model.plan import Plan
 from .model.result import MigrationResult
+from .progress import Progress
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .operate.health import Health
+    from .operate.rehearse import Rehearsal
     from .operate.status import Status
 
 
@@ -37,7 +41,11 @@ def _settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
 
 
 def migrate(
-    settings: Settings | None = None, *, metadata: MetaData | None = None, **overrides: Any
+    settings: Settings | None = None,
+    *,
+    metadata: MetaData | None = None,
+    progress: Progress | None = None,
+    **overrides: Any,
 ) -> MigrationResult:
     """Bring the database up to date; raises a MigrateError subclass when refused or failed.
 
@@ -45,7 +53,8 @@ def migrate(
     (e.g. db_url=..., backup=False) take precedence like CLI flags.
     """
     resolved = _settings(settings, overrides)
-    run = replace(prepare_run(resolved, metadata), hooks=load_hooks(resolved.hooks))
+    prepared = prepare_run(resolved, metadata, progress=progress)
+    run = replace(prepared, hooks=load_hooks(resolved.hooks))
     try:
         result = execute(run)
     except MigrateError as exc:
@@ -120,12 +129,16 @@ def backups_prune(settings: Settings | None = None, **overrides: Any) -> list[Ba
 
 
 def restore_backup(
-    backup_id: str, settings: Settings | None = None, **overrides: Any
+    backup_id: str,
+    settings: Settings | None = None,
+    *,
+    progress: Progress | None = None,
+    **overrides: Any,
 ) -> MigrationResult:
     """Replace the database with a backup, after backing up the current one; keeps the history."""
     from .undo.restore import find_backup, restore
 
-    run = prepare_run(_settings(settings, overrides), MetaData())
+    run = prepare_run(_settings(settings, overrides), MetaData(), progress=progress)
     return restore(run, find_backup(run, backup_id), f"restore of {backup_id}")
 
 
@@ -134,13 +147,14 @@ def rollback(
     *,
     use_backup: bool = False,
     to: int | None = None,
+    progress: Progress | None = None,
     **overrides: Any,
 ) -> MigrationResult:
     """Undo the newest applied run (or every run after history id `to`): by inverse SQL, or
     from the backup taken before it with use_backup=True."""
     from .undo.rollback import rollback_by_sql, rollback_last, rollback_to
 
-    run = prepare_run(_settings(settings, overrides), MetaData())
+    run = prepare_run(_settings(settings, overrides), MetaData(), progress=progress)
     if not use_backup:
         return rollback_by_sql(run, to)
     return rollback_to(run, to) if to is not None else rollback_last(run)
@@ -164,3 +178,36 @@ def health(
     from .operate.health import health as judge
 
     return judge(_settings(settings, overrides), metadata)
+
+
+def add_mcp_tools(server: Any, settings: Settings | None = None) -> None:
+    """Add the tools orchestrator_database_health and orchestrator_migration_status to a server
+    built on the official MCP SDK (2.x, extra `mcp`); settings are read at each call unless
+    given."""
+    from .operate.mcp_tools import add_tools
+
+    add_tools(server, settings)
+
+
+def rehearse(
+    settings: Settings | None = None, *, metadata: MetaData | None = None, **overrides: Any
+) -> Rehearsal:
+    """Apply the pending plan to a throwaway copy of the database, measure and verify it, drop
+    the copy; the database itself is only read."""
+    from .operate.rehearse import rehearse as on_a_copy
+
+    return on_a_copy(_settings(settings, overrides), metadata)
+
+
+def export_alembic(
+    directory: Path,
+    settings: Settings | None = None,
+    *,
+    message: str | None = None,
+    **overrides: Any,
+) -> Path | None:
+    """Write the pending plan as an Alembic revision in directory; None when nothing is
+    pending."""
+    from .operate.alembic_export import export_alembic as write_revision
+
+    return write_revision(_settings(settings, overrides), directory, message)

@@ -8,11 +8,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config.settings import ENV_PREFIX, Settings, load_settings
 from .model.errors import ExitCode, MigrateError, exit_code_for
 from .model.result import Outcome
+
+if TYPE_CHECKING:
+    from .progress import Progress
 
 COMMANDS = (
     "run",
@@ -200,8 +203,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .logs import configure
 
     configure(settings.log_level, settings.log_format)
+    from .config.settings import misspelt_variables
+
+    for warning in misspelt_variables(os.environ):
+        from loguru import logger
+
+        logger.warning(warning)
     try:
         return _COMMANDS[command](settings, as_json, extra)
+    except BrokenPipeError:  # `plan --sql | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return int(ExitCode.OK)
     except MigrateError as exc:
         return _fail(exc, as_json, settings.log_format)
     except Exception as exc:  # unexpected: one line for humans, details at DEBUG
@@ -231,10 +244,17 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def _progress(settings: Settings) -> Progress:
+    """A bar when stderr is a terminal showing text logs, log lines otherwise."""
+    from .progress import LogProgress, for_stream
+
+    return for_stream(sys.stderr) if settings.log_format == "text" else LogProgress()
+
+
 def _run(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
     from .api import migrate
 
-    result = migrate(settings)
+    result = migrate(settings, progress=_progress(settings))
     if as_json:
         _print_json(result.to_dict())
     return int(ExitCode.OK)
@@ -365,7 +385,7 @@ def _backups(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
     if action == "restore":
         if not extra.get("backup_id"):
             raise ConfigError("backups restore: name the backup, e.g. backup_20241206_143052_789")
-        result = restore_backup(extra["backup_id"], settings)
+        result = restore_backup(extra["backup_id"], settings, progress=_progress(settings))
         if as_json:
             _print_json(result.to_dict())
         return int(ExitCode.OK)
@@ -385,7 +405,8 @@ def _backups(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
 def _rollback(settings: Settings, as_json: bool, extra: dict[str, Any]) -> int:
     from .api import rollback
 
-    result = rollback(settings, use_backup=bool(extra.get("use_backup")), to=extra.get("to"))
+    use_backup, to = bool(extra.get("use_backup")), extra.get("to")
+    result = rollback(settings, use_backup=use_backup, to=to, progress=_progress(settings))
     if as_json:
         _print_json(result.to_dict())
     return int(ExitCode.OK)

@@ -19,6 +19,7 @@ from .model.errors import TargetError
 from .model.events import Hook
 from .model.plan import Plan
 from .planning.planner import build_plan
+from .progress import Progress
 from .version import __version__
 
 
@@ -43,11 +44,16 @@ class Run:
 
 
 def prepare_run(
-    settings: Settings, metadata: MetaData | None = None, clock: Clock = utc_now
+    settings: Settings,
+    metadata: MetaData | None = None,
+    clock: Clock = utc_now,
+    progress: Progress | None = None,
 ) -> Run:
-    """Resolve the targets and the backend for settings."""
+    """Resolve the targets and the backend for settings; the backend tells progress how long
+    work goes (log lines when None)."""
     targets = resolve(settings.models, [metadata] if metadata is not None else [])
-    backend = backend_for(settings.database_url(), busy_timeout_s=settings.lock_timeout / 1000)
+    timeout_s = settings.lock_timeout / 1000
+    backend = backend_for(settings.database_url(), busy_timeout_s=timeout_s, progress=progress)
     metadata = merge(targets)
     schemas = sorted({str(t.schema) for t in metadata.tables.values() if t.schema})
     if schemas and not backend.supports_schemas:

@@ -12,13 +12,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "orchestrator_migrate"
 
 # Bottom to top; a module may import from its own layer and the layers below it.
 LAYERS = [
-    {"model", "version", "logs"},
+    {"model", "version", "logs", "progress"},
     {"config", "history"},
     {"backends"},
     {"detect", "backup"},
     {"planning"},
     {"context"},
     {"apply", "undo"},
+    {"operate"},
     {"api"},
     {"compat", "cli", "__init__", "__main__"},
 ]

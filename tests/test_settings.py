@@ -285,7 +285,11 @@ def test_doc_file_commented_keys_are_the_defaults(tmp_path: Path) -> None:
     documented = _documented_assignments()
     unknown = set(documented) - set(Settings.model_fields)
     assert not unknown, f"documented keys that are not settings: {unknown}"
-    not_set_by_default = {"db_url", "config_file", "metrics_file"}  # only described: a value would set them
+    not_set_by_default = {
+        "db_url",
+        "config_file",
+        "metrics_file",
+    }  # only described: a value would set them
     missing = set(Settings.model_fields) - not_set_by_default - set(documented)
     assert not missing, f"settings without a commented `# key = default` line: {missing}"
 
@@ -484,3 +488,25 @@ def test_config_file_that_is_not_toml_exits_2(ws) -> None:
     before = _snapshot(ws.root)
     result = ws.cli("--models", ref, "--config", str(cfg))
     _assert_refused_cleanly(ws, result, before, str(cfg))
+
+
+def test_a_nearly_right_variable_name_is_warned_about_and_the_servers_own_are_not(ws) -> None:
+    from orchestrator_migrate.config.settings import misspelt_variables
+
+    environ = {
+        env_name("migration_timeout") + "_MS": "1",
+        env_name("lock_timout"): "5",
+        "MCP_TASK_ORCHESTRATOR_SERVER_PORT": "8080",  # the server's own: quiet
+        env_name("lock_timeout"): "10",  # a setting: quiet
+    }
+    warnings = misspelt_variables(environ)
+    assert len(warnings) == 2
+    assert any(
+        "MIGRATION_TIMEOUT_MS" in w and "MCP_TASK_ORCHESTRATOR_MIGRATION_TIMEOUT?" in w
+        for w in warnings
+    )
+    assert any("LOCK_TIMOUT" in w and "MCP_TASK_ORCHESTRATOR_LOCK_TIMEOUT?" in w for w in warnings)
+
+    done = ws.cli("--models", "nowhere:md", "check", env={env_name("backup_dirs"): "x"})
+    assert "MCP_TASK_ORCHESTRATOR_BACKUP_DIRS is not a setting" in done.stderr
+    assert "did you mean MCP_TASK_ORCHESTRATOR_BACKUP_DIR?" in done.stderr

@@ -178,12 +178,8 @@ def test_up_to_date_database_reports_its_last_run_and_backups(cli, any_db):
     assert _value(metrics, "retired_objects") == 1
     assert _value(metrics, "backups") == backups["count"]
     assert _value(metrics, "backup_bytes") == backups["bytes"]
-    assert _value(metrics, "last_run_duration_seconds") == pytest.approx(
-        last["duration_ms"] / 1000
-    )
-    assert _value(metrics, "last_run_estimate_seconds") == pytest.approx(
-        last["estimate_ms"] / 1000
-    )
+    assert _value(metrics, "last_run_duration_seconds") == pytest.approx(last["duration_ms"] / 1000)
+    assert _value(metrics, "last_run_estimate_seconds") == pytest.approx(last["estimate_ms"] / 1000)
     outcome = metrics["orchestrator_migrate_last_run_outcome"]
     assert outcome == {(("outcome", "applied"),): 1.0}
     (info,) = metrics["orchestrator_migrate_database_info"]

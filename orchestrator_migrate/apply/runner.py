@@ -48,7 +48,9 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
 def _planned(run: Run, found: Look, dry: bool, started: float) -> MigrationResult:
     """A run that only reports what it would do (dry run, or AUTO_MIGRATION=false)."""
     why = "dry run" if dry else "MCP_TASK_ORCHESTRATOR_AUTO_MIGRATION=false"
-    logger.warning(
+    # A start that leaves the schema behind warns; a question asked of it (check, status) informs.
+    logger.log(
+        "INFO" if dry else "WARNING",
         "Database migration needed: {} operations not applied ({})",
         len(found.plan.operations),
         why,

@@ -6,6 +6,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..model.errors import ConfigError
+from ..progress import Progress
 from .base import Backend
 from .lock import MigrationLock
 
@@ -29,9 +30,11 @@ def parse_url(url: str | URL) -> URL:
     return parsed
 
 
-def backend_for(url: str | URL, busy_timeout_s: float = 60.0) -> Backend:
-    """The backend for a database URL; ConfigError when the dialect is not supported or its
-    driver is not installed."""
+def backend_for(
+    url: str | URL, busy_timeout_s: float = 60.0, progress: Progress | None = None
+) -> Backend:
+    """The backend for a database URL, reporting long work to progress (log lines by default);
+    ConfigError when the dialect is not supported or its driver is not installed."""
     parsed = parse_url(url)
     dialect = parsed.get_backend_name()
     if dialect not in ("sqlite", "postgresql", "mysql", "mariadb"):
@@ -43,14 +46,14 @@ def backend_for(url: str | URL, busy_timeout_s: float = 60.0) -> Backend:
     if dialect == "sqlite":
         from .sqlite import SQLiteBackend
 
-        return SQLiteBackend(parsed, busy_timeout_s)
+        return SQLiteBackend(parsed, busy_timeout_s, progress)
     if dialect == "postgresql":
         from .postgresql import PostgreSQLBackend
 
-        return PostgreSQLBackend(parsed, busy_timeout_s)
+        return PostgreSQLBackend(parsed, busy_timeout_s, progress)
     from .mysql import MySQLBackend
 
-    return MySQLBackend(parsed, busy_timeout_s)
+    return MySQLBackend(parsed, busy_timeout_s, progress)
 
 
 # The extra that installs each server's default driver, and that driver.
@@ -66,18 +69,28 @@ def _require_driver(url: URL) -> None:
     try:
         url.get_dialect().import_dbapi()
     except (ImportError, NoSuchModuleError) as exc:
-        dialect = url.get_backend_name()
-        extra, default = _EXTRAS.get(dialect, ("", ""))
-        hint = (
-            f"; pip install 'orchestrator-migrate[{extra}]' installs {default}, which a plain"
-            f" {dialect}:// URL uses"
-            if extra
-            else ""
-        )
-        raise ConfigError(
-            f"database {url.render_as_string(hide_password=True)}: its driver"
-            f" {url.get_driver_name()!r} is not installed ({exc}){hint}"
-        ) from None
+        raise ConfigError(_missing_driver(url, exc)) from None
+
+
+def _missing_driver(url: URL, exc: Exception) -> str:
+    """One line: the URL (password hidden), its driver, and the extra that installs one."""
+    dialect, driver = url.get_backend_name(), url.get_driver_name()
+    extra, default = _EXTRAS.get(dialect, ("", ""))
+    install = f"pip install 'orchestrator-migrate[{extra}]'"
+    if isinstance(exc, NoSuchModuleError):
+        what = f"SQLAlchemy has no driver {driver!r} for {dialect}"
+    elif isinstance(exc, ModuleNotFoundError):
+        what = f"its driver {driver!r} is not installed"
+    else:  # installed, yet its import fails (e.g. a missing system library): say why
+        said = " ".join(str(exc).split()) or "its import fails"
+        what = f"its driver {driver!r} does not import ({said})"
+    if not extra:
+        hint = ""
+    elif driver == default:
+        hint = f": {install}"
+    else:
+        hint = f"; {install} installs {default}, which a plain {dialect}:// URL uses"
+    return f"database {url.render_as_string(hide_password=True)}: {what}{hint}"
 
 
 def lock_for(url: str | URL, timeout_s: float, lock_name: str) -> MigrationLock:

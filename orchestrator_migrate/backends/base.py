@@ -14,7 +14,11 @@ from sqlalchemy.engine import URL, Connection, Engine
 from ..model.changes import Change
 from ..model.entries import HistoryEntry
 from ..model.plan import Operation
+from ..progress import Progress
 from .lock import MigrationLock
+
+# The name of every throwaway copy a rehearsal migrates: a file, or a scratch database.
+REHEARSAL_PREFIX = "om_rehearsal_"
 
 
 class Undo(StrEnum):
@@ -40,6 +44,8 @@ class Backend(Protocol):
     # models use besides the connection's default one (set once the models are known).
     supports_schemas: bool
     schemas: tuple[str, ...]
+    # Told how long work goes (a rebuild's copy, a backup, a restore); logs by default.
+    progress: Progress
 
     def create_engine(self, read_only: bool = False) -> Engine:
         """An engine whose transactions cover DDL; read_only never writes, not even a file."""
@@ -92,6 +98,12 @@ class Backend(Protocol):
 
     def restore_from(self, path: Path) -> None:
         """Replace the whole database with the copy at path (the caller holds the lock)."""
+
+    def throwaway_copy(self, workdir: Path) -> AbstractContextManager[URL]:
+        """A consistent copy of the database, taken while writers run, for a rehearsal to
+        migrate: a file in workdir, or a scratch database on the server (named
+        REHEARSAL_PREFIX...), yielded as its URL and removed afterwards whatever happens;
+        ConfigError naming the privilege when the user may not create one."""
 
     def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
         """Problems found after applying (integrity, foreign keys, row counts); empty when sound."""

@@ -10,21 +10,22 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, inspect, text
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import CompileError
+from sqlalchemy.exc import CompileError, DBAPIError
 from sqlalchemy.pool import NullPool
 
 from ..model.changes import Change, ChangeKind
 from ..model.plan import Operation
-from .base import Undo
+from .base import REHEARSAL_PREFIX, Undo
 from .lock import MigrationLock
-from .server import Compilation, Override, ServerBackend, run_tool, schema_hash
+from .server import Compilation, Override, ServerBackend, schema_hash
+from .tools import dump_to, feed
 
 DUMP_DONE = "-- Dump completed"
 _INT_WIDTH = re.compile(r"^((?:TINY|SMALL|MEDIUM|BIG)?INT(?:EGER)?)\(\d+\)")
@@ -249,7 +250,7 @@ class MySQLBackend(ServerBackend):
 
     def backup_to(self, conn: Connection, destination: Path) -> None:
         args, env = self._client_args()
-        run_tool(
+        dump_to(
             [
                 "mariadb-dump",
                 "--single-transaction",
@@ -261,6 +262,9 @@ class MySQLBackend(ServerBackend):
                 str(self.url.database),
             ],
             env,
+            destination,
+            self.progress,
+            f"Backing up database {self.url.database} (mariadb-dump)",
         )
 
     def check_backup(self, path: Path) -> None:
@@ -294,7 +298,41 @@ class MySQLBackend(ServerBackend):
         )
         args, env = self._client_args()
         script = prelude + path.read_text(encoding="utf-8") + "\nSET FOREIGN_KEY_CHECKS=1;\n"
-        run_tool(["mariadb", *args, str(self.url.database)], env, stdin=script)
+        command = ["mariadb", *args, str(self.url.database)]
+        feed(command, env, script, self.progress, f"Restoring {path.name}")
+
+    def create_database_sql(self, conn: Connection, name: str) -> str:
+        # The character set and collation of this database, for the tables a plan creates.
+        charset, collation = conn.exec_driver_sql(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME"
+            " FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()"
+        ).one()
+        quoted = conn.dialect.identifier_preparer.quote(name)
+        return f"CREATE DATABASE {quoted} CHARACTER SET {charset} COLLATE {collation}"
+
+    def drop_database(self, conn: Connection, name: str) -> None:
+        # A client killed part-way (Ctrl-C during the restore) may still hold the tables' locks.
+        users = conn.exec_driver_sql(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+            (name,),
+        ).all()
+        for (connection_id,) in users:
+            with suppress(DBAPIError):  # gone meanwhile
+                conn.exec_driver_sql(f"KILL CONNECTION {int(connection_id)}")
+        conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {max(1, int(self.busy_timeout_s))}")
+        quoted = conn.dialect.identifier_preparer.quote(name)
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+
+    def create_privilege(self, error: DBAPIError) -> str | None:
+        args = getattr(error.orig, "args", ())
+        if not args or args[0] not in (1044, 1227):  # access denied to a database; to an action
+            return None
+        user = self.url.username or "<user>"
+        pattern = REHEARSAL_PREFIX.replace("_", "\\_") + "%"
+        return (
+            f"the privileges to create and drop databases named {REHEARSAL_PREFIX}..."
+            f" (GRANT ALL ON `{pattern}`.* TO '{user}'@'...')"
+        )
 
     @contextmanager
     def time_limit(self, conn: Connection, seconds: float) -> Iterator[None]:

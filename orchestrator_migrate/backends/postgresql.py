@@ -12,12 +12,14 @@ from typing import Any
 
 from sqlalchemy import Enum, MetaData, inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from ..model.changes import Change, ChangeKind
 from ..model.names import quote_table, split_key, sql_literal
 from .base import Undo
 from .lock import MigrationLock
 from .server import Compilation, Override, ServerBackend, run_tool, schema_hash
+from .tools import dump_to, feed
 
 LOCK_WAIT_S = 5.0
 
@@ -371,7 +373,8 @@ class PostgreSQLBackend(ServerBackend):
         default = str(conn.exec_driver_sql("SELECT current_schema()").scalar_one())
         only = [arg for schema in (default, *self.schemas) for arg in ("-n", schema)]
         command = ["pg_dump", "-Fc", "--no-owner", *only, "-f", str(destination), *args]
-        run_tool([*command, str(self.url.database)], env)
+        what = f"Backing up database {self.url.database} (pg_dump)"
+        dump_to([*command, str(self.url.database)], env, destination, self.progress, what)
 
     def check_backup(self, path: Path) -> None:
         _, env = self._pg_args()
@@ -389,7 +392,31 @@ class PostgreSQLBackend(ServerBackend):
         if not held:
             prelude = "DROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\n"
         psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", *args]
-        run_tool([*psql, "-d", str(self.url.database)], env, stdin=prelude + script)
+        command = [*psql, "-d", str(self.url.database)]
+        feed(command, env, prelude + script, self.progress, f"Restoring {path.name}")
+
+    def create_database_sql(self, conn: Connection, name: str) -> str:
+        # The encoding and collation of this database: the dump's text and sort order hold.
+        encoding, collate, ctype = conn.exec_driver_sql(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database"
+            " WHERE datname = current_database()"
+        ).one()
+        return (
+            f"CREATE DATABASE {conn.dialect.identifier_preparer.quote(name)} TEMPLATE template0"
+            f" ENCODING {sql_literal(encoding)} LC_COLLATE {sql_literal(collate)}"
+            f" LC_CTYPE {sql_literal(ctype)}"
+        )
+
+    def drop_database(self, conn: Connection, name: str) -> None:
+        # FORCE: a client killed part-way (Ctrl-C during the restore) may still be connected.
+        quoted = conn.dialect.identifier_preparer.quote(name)
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+
+    def create_privilege(self, error: DBAPIError) -> str | None:
+        if getattr(error.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            return None
+        role = self.url.username or "<role>"
+        return f"the CREATEDB privilege (ALTER ROLE {role} CREATEDB)"
 
     @contextmanager
     def time_limit(self, conn: Connection, seconds: float) -> Iterator[None]:

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from loguru import logger
 from sqlalchemy import MetaData, inspect
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.exc import CompileError
+from sqlalchemy.exc import CompileError, DBAPIError
+from sqlalchemy.pool import NullPool
 
 from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind
 from ..model.entries import HistoryEntry
-from ..model.errors import RefusedChange
+from ..model.errors import ConfigError, RefusedChange
 from ..model.names import quote_table, split_key
 from ..model.plan import Operation
+from ..progress import LogProgress, Progress
+from .base import REHEARSAL_PREFIX
+from .reach import guard
 
 
 class Compilation:
@@ -146,12 +153,15 @@ class ServerBackend:
         table = quote_table(conn.dialect, change.table)
         return int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())
 
-    def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, url: URL, busy_timeout_s: float = 60.0, progress: Progress | None = None
+    ) -> None:
         self.url = url
         self.busy_timeout_s = busy_timeout_s
+        self.progress: Progress = progress or LogProgress()
 
     def create_engine(self, read_only: bool = False) -> Engine:
-        return sa_create_engine(self.url)
+        return guard(sa_create_engine(self.url), self.url)
 
     def prepare(self) -> None:
         """Nothing to create: the server holds the database."""
@@ -237,6 +247,85 @@ class ServerBackend:
     def integrity_problems(self, conn: Connection) -> list[str]:
         # The server keeps its constraints; what it allows to be left unusable, a dialect adds.
         return []
+
+    backup_suffix: str
+
+    def backup_to(self, conn: Connection, destination: Path) -> None:
+        raise NotImplementedError
+
+    def restore_from(self, path: Path) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def throwaway_copy(self, workdir: Path) -> Iterator[URL]:
+        """A scratch database on this server, created like this one, with this one's dump (the
+        backup's tool: consistent while writers run) restored into it; dropped afterwards,
+        whatever happens."""
+        name = REHEARSAL_PREFIX + secrets.token_hex(6)
+        admin = sa_create_engine(self.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        created = False
+        try:
+            with admin.connect() as conn:
+                try:
+                    conn.exec_driver_sql(self.create_database_sql(conn, name))
+                except DBAPIError as exc:
+                    privilege = self.create_privilege(exc)
+                    if privilege is None:
+                        raise
+                    raise self._no_privilege(privilege) from exc
+                created = True
+            dump = workdir / (name + self.backup_suffix)
+            engine = self.create_engine(read_only=True)
+            try:
+                with engine.connect() as conn, conn.begin():
+                    self.backup_to(conn, dump)
+            finally:
+                engine.dispose()
+            copy = type(self)(self.url.set(database=name), self.busy_timeout_s, self.progress)
+            copy.restore_from(dump)
+            dump.unlink()
+            yield copy.url
+        finally:
+            self._drop_scratch(admin, name, created)
+            admin.dispose()
+
+    def create_database_sql(self, conn: Connection, name: str) -> str:
+        """CREATE DATABASE for a scratch database like the one conn is on."""
+        return f"CREATE DATABASE {conn.dialect.identifier_preparer.quote(name)}"
+
+    def drop_database(self, conn: Connection, name: str) -> None:
+        """Drop a scratch database, even while a connection (a killed client's) still uses it."""
+        quoted = conn.dialect.identifier_preparer.quote(name)
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+
+    def create_privilege(self, error: DBAPIError) -> str | None:
+        """The privilege (and how to grant it) whose lack made CREATE DATABASE fail; None when
+        it failed for another reason."""
+        return None
+
+    def _no_privilege(self, privilege: str) -> ConfigError:
+        return ConfigError(
+            f"user {self.url.username or ''!r} may not create a scratch database on the server at"
+            f" {self._server()}; it needs {privilege}. Nothing was changed"
+        )
+
+    def _server(self) -> str:
+        return (self.url.host or "localhost") + (f":{self.url.port}" if self.url.port else "")
+
+    def _drop_scratch(self, admin: Engine, name: str, created: bool) -> None:
+        try:
+            with admin.connect() as conn:
+                self.drop_database(conn, name)
+        except Exception as exc:  # never hides how the rehearsal ended
+            if created:
+                logger.warning(
+                    "Could not drop the rehearsal's scratch database {} on {}: {}; drop it by hand",
+                    name,
+                    self._server(),
+                    exc,
+                )
+            else:
+                logger.debug("No scratch database {} to drop: {}", name, exc)
 
 
 def schema_hash(conn: Connection, queries: Sequence[str], ignore: Sequence[str]) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from .lock import Lease, MigrationLock
+from .reach import guard
 
 APP_PREFIX = "orchestrator_migrate"
 
@@ -33,7 +34,8 @@ class _ServerLock(MigrationLock):
         super().__init__(timeout_s)
         self.url = url
         self.lock_name = lock_name
-        self._engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        self._engine = guard(engine, url)
         self._conn: Connection | None = None
 
     def _connection(self) -> Connection:

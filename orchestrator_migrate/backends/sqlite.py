@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -32,13 +33,23 @@ from sqlalchemy.schema import CreateTable
 from ..config.filters import ignored
 from ..model.changes import Change, ChangeKind, constraint_signature
 from ..model.entries import HistoryEntry
+from ..model.errors import ConfigError
 from ..model.plan import Operation
 from ..model.tablecopy import check_signature, check_text, copy_tables
-from .base import Undo
+from ..progress import LogProgress, Progress, tracked
+from .base import REHEARSAL_PREFIX, Undo
 from .lock import FileMigrationLock, MigrationLock, ProcessLocalLock
+from .reach import guard
 
 REBUILD_PREFIX = "_om_new_"
 TIME_CHECK_EVERY_VM_STEPS = 1000
+# Where a connection keeps the progress handler of its time limit (SQLite allows one handler).
+_DEADLINE_HANDLER = "om_deadline_handler"
+# A rebuild's row copy: INSERT INTO "_om_new_<table>" ... SELECT ... FROM "<table>".
+_COPY_INTO = re.compile(r'^INSERT INTO "' + REBUILD_PREFIX + r'((?:[^"]|"")+)"')
+# The virtual machine's jumps that close a loop over rows.
+_LOOP_JUMPS = frozenset({"Next", "Prev", "Goto", "SorterNext", "VNext"})
+BACKUP_PAGES_PER_STEP = 1024
 
 # How SQLAlchemy stores each declared type on SQLite; equal families need no migration.
 _TEXT_LIKE = ("CHAR", "CLOB", "TEXT", "DATE", "TIME", "JSON", "UUID", "ENUM")
@@ -89,9 +100,12 @@ class SQLiteBackend:
     supports_schemas = False
     schemas: tuple[str, ...] = ()
 
-    def __init__(self, url: URL, busy_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, url: URL, busy_timeout_s: float = 60.0, progress: Progress | None = None
+    ) -> None:
         self.url = url
         self.busy_timeout_s = busy_timeout_s
+        self.progress: Progress = progress or LogProgress()
         database = url.database or ""
         self.in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
         self.path: Path | None = None if self.in_memory else Path(database).absolute()
@@ -120,7 +134,14 @@ class SQLiteBackend:
             read_only = conn.get_execution_options().get("read_only", False)
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
-        return engine
+        @event.listens_for(engine, "do_execute")
+        def _execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+            # A rebuild's row copy runs with its progress told; True: it has run.
+            if parameters:  # never a copy's: its SQL is complete
+                return False
+            return self._copy_with_progress(cursor, statement, context.root_connection.info)
+
+        return guard(engine, self.url)
 
     def prepare(self) -> None:
         if self.path is not None:
@@ -395,7 +416,7 @@ class SQLiteBackend:
         # second, read-only connection can copy through the backup API, WAL included.
         source = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.busy_timeout_s)
         with closing(source), closing(sqlite3.connect(destination)) as target:
-            source.backup(target)
+            _copy_pages(source, target, self.progress, f"Backing up {self.path.name}")
         fd = os.open(destination, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -447,7 +468,9 @@ class SQLiteBackend:
             live = {r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({_quote(table)})")}
             now_called = renamed_columns.get(table, {})
             pairs = [(c, now_called.get(c, c)) for c in snap["columns"]]
-            pairs = [(old, new) for old, new in pairs if new in live]
+            # A renamed column is live once its run has applied (an export reads the schema
+            # before it).
+            pairs = [(old, new) for old, new in pairs if new in live or old in now_called]
             into = ", ".join(_quote(old) for old, _ in pairs)
             select = ", ".join(_quote(new) for _, new in pairs)
             copy = (
@@ -468,8 +491,33 @@ class SQLiteBackend:
         source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         target = sqlite3.connect(self.path, timeout=self.busy_timeout_s)
         with closing(source), closing(target):
-            # The backup API writes every page under the database's own locks, WAL included.
-            source.backup(target)
+            # The backup API writes every page under the database's own locks, WAL included,
+            # and holds the target's until the last page is in.
+            _copy_pages(source, target, self.progress, f"Restoring {path.name}")
+
+    @contextmanager
+    def throwaway_copy(self, workdir: Path) -> Iterator[URL]:
+        """A file in workdir, copied through the backup API (in one step, so a consistent
+        snapshot while writers run, WAL included); removed afterwards with its journal and lock
+        files. A database file not created yet is copied as an empty one."""
+        if self.path is None:
+            raise ConfigError(
+                "an in-memory database has no copy to rehearse on; point"
+                " MCP_TASK_ORCHESTRATOR_DB_PATH or _DB_URL at a database file"
+            )
+        copy = workdir / f"{REHEARSAL_PREFIX}{secrets.token_hex(6)}.db"
+        try:
+            if self.path.exists():
+                engine = self.create_engine(read_only=True)
+                try:
+                    with engine.connect().execution_options(read_only=True) as conn:
+                        self.backup_to(conn, copy)
+                finally:
+                    engine.dispose()
+            yield URL.create("sqlite", database=str(copy))
+        finally:
+            for leftover in workdir.glob(copy.name + "*"):
+                leftover.unlink(missing_ok=True)
 
     def verify(self, conn: Connection, operations: Sequence[Operation]) -> list[str]:
         problems = [
@@ -537,10 +585,84 @@ class SQLiteBackend:
             return 1 if time.monotonic() > deadline else 0
 
         dbapi.set_progress_handler(past_deadline, TIME_CHECK_EVERY_VM_STEPS)
+        conn.info[_DEADLINE_HANDLER] = past_deadline
         try:
             yield
         finally:
+            conn.info.pop(_DEADLINE_HANDLER, None)
             dbapi.set_progress_handler(None, 0)
+
+    def _copy_with_progress(self, cursor: Any, statement: str, info: dict[Any, Any]) -> bool:
+        """Run a rebuild's row copy (and return True), telling progress the rows copied so far;
+        any other statement is left to run as usual (False). The rows done are counted from
+        the virtual machine's steps, in the one progress handler SQLite allows, which keeps
+        checking the time limit's deadline too."""
+        match = _COPY_INTO.match(statement)
+        if match is None:
+            return False
+        table = match.group(1).replace('""', '"')
+        dbapi = cursor.connection
+        total = int(dbapi.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0])
+        per_row = _steps_per_row(dbapi, statement)
+        deadline = info.get(_DEADLINE_HANDLER)
+        with tracked(self.progress, f"Rebuilding table {table}", total, "rows") as advance:
+            steps, told = 0, 0
+
+            def handler() -> int:
+                nonlocal steps, told
+                steps += TIME_CHECK_EVERY_VM_STEPS
+                rows = min(total, steps // per_row)
+                if rows > told:
+                    advance(rows - told)
+                    told = rows
+                return deadline() if deadline is not None else 0
+
+            dbapi.set_progress_handler(handler, TIME_CHECK_EVERY_VM_STEPS)
+            try:
+                cursor.execute(statement)
+            finally:
+                dbapi.set_progress_handler(deadline, TIME_CHECK_EVERY_VM_STEPS if deadline else 0)
+            advance(total - told)
+        return True
+
+
+def _steps_per_row(dbapi: sqlite3.Connection, statement: str) -> int:
+    """How many virtual machine steps statement takes per row: the length of its loops (each
+    closed by a jump back), from EXPLAIN; the one-time prologue after Init's target excluded."""
+    program = dbapi.execute("EXPLAIN " + statement).fetchall()
+    prologue = program[0][3] if program and program[0][1] == "Init" else len(program)
+    loops = [
+        int(address) - int(target) + 1
+        for address, opcode, _, target, *_ in program
+        if opcode in _LOOP_JUMPS and target < address < prologue
+    ]
+    return max(1, sum(loops))
+
+
+def _copy_pages(
+    source: sqlite3.Connection, target: sqlite3.Connection, progress: Progress, what: str
+) -> None:
+    """Copy source into target through the backup API, a step of pages at a time, telling
+    progress the bytes copied. Source holds one read transaction throughout, so that the copy
+    is one snapshot even while writers work (no restart from their changes)."""
+    source.isolation_level = None
+    source.execute("BEGIN")
+    try:
+        page_size = int(source.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(source.execute("PRAGMA page_count").fetchone()[0])
+        with tracked(progress, what, pages * page_size, "bytes") as advance:
+            told = 0
+
+            def step(status: int, remaining: int, total: int) -> None:
+                nonlocal told
+                done = (total - remaining) * page_size
+                if done > told:
+                    advance(done - told)
+                    told = done
+
+            source.backup(target, pages=BACKUP_PAGES_PER_STEP, progress=step)
+    finally:
+        source.execute("ROLLBACK")
 
 
 def _copy_sql(table: str, target: Table, changes: list[Change], old_columns: dict[str, Any]) -> str:

@@ -165,6 +165,23 @@ class Settings(BaseSettings):
         return path if path.is_absolute() else (self.base_dir / path).absolute()
 
 
+def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each MCP_TASK_ORCHESTRATOR_* variable that is not a setting but nearly is
+    one (MIGRATION_TIMEOUT_MS); the server's own variables share the prefix and stay quiet."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = [k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known]
+    if not unknown:
+        return []
+    import difflib
+
+    found = []
+    for key in sorted(unknown):
+        close = difflib.get_close_matches(key.upper(), sorted(known), n=1, cutoff=0.85)
+        if close:
+            found.append(f"{key} is not a setting and is ignored; did you mean {close[0]}?")
+    return found
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,

@@ -58,6 +58,11 @@ class TargetError(ConfigError):
     """A models reference does not import, is not a MetaData, or clashes with another."""
 
 
+class DatabaseUnavailable(ConfigError):
+    """The database cannot be opened or reached as configured: not a database file, no server
+    listening, no such database, wrong credentials. Nothing was touched, nothing created."""
+
+
 class LockTimeout(MigrateError):
     """The migration lock was not acquired within LOCK_TIMEOUT."""
 

@@ -36,6 +36,17 @@ class Operation:
         order = list(Safety)
         return max((c.safety for c in self.changes), key=order.index, default=Safety.SAFE)
 
+    def summary(self) -> dict[str, Any]:
+        """What a report lists of it (status, a rehearsal): no SQL, no changes."""
+        return {
+            "description": self.description,
+            "kind": self.kind,
+            "table": self.table,
+            "safety": self.safety.value,
+            "destructive": self.destructive,
+            "reversible": self.reversible,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
         return {

@@ -27,12 +27,17 @@ def copy_table(table: Table, into: MetaData, name: str | None = None) -> Table:
     index's name."""
     copy = table.to_metadata(into, name=name)
     items: list[Any] = [*table.constraints, *table.indexes]
-    names = {_signature(c): c.name for c in items}
+    originals = {_signature(c): c for c in items}
     copied: list[Any] = [*copy.constraints, *copy.indexes]
     for item in copied:
-        name = names.get(_signature(item))
-        if isinstance(name, str) and item.name != name:
-            item.name = conv(name)
+        original = originals.get(_signature(item))
+        if original is None:
+            continue
+        if isinstance(original.name, str) and item.name != original.name:
+            item.name = conv(original.name)
+        # to_metadata copies constraints from a set; CREATE TABLE lists them in creation
+        # order: the models' order, so that every process renders the same SQL.
+        item._creation_order = getattr(original, "_creation_order", 0)
     return copy
 
 

@@ -18,7 +18,7 @@ from ..model.changes import Change
 from ..model.entries import HistoryEntry
 from ..model.errors import Refusal, RefusedChange
 from ..model.outcome import Outcome
-from ..model.plan import Operation, Plan
+from ..model.plan import Plan
 from ..model.result import MigrationResult
 from ..planning.planner import is_ours
 
@@ -124,7 +124,7 @@ class Status:
             "backend": self.backend,
             "state": self.state,
             "up_to_date": self.up_to_date,
-            "pending": [_pending(op) for op in self.plan.operations],
+            "pending": [op.summary() for op in self.plan.operations],
             "pending_count": len(self.plan.operations),
             "refusals": [r.to_dict() for r in self.refusals],
             "retired": [_kept(c) for c in self.retired],
@@ -262,17 +262,6 @@ def _lock(run: Run) -> LockState:
 
 def _creates_only(plan: Plan) -> bool:
     return all(op.kind in ("add_table", "add_index") for op in plan.operations)
-
-
-def _pending(op: Operation) -> dict[str, Any]:
-    return {
-        "description": op.description,
-        "kind": op.kind,
-        "table": op.table,
-        "safety": op.safety.value,
-        "destructive": op.destructive,
-        "reversible": op.reversible,
-    }
 
 
 def _kept(change: Change) -> dict[str, Any]:
