@@ -331,3 +331,49 @@ def test_a_lock_held_longer_than_the_lock_timeout_is_a_warning(cli, any_db, ws):
     assert (code, health["status"]) == (1, "WARNING")
     assert [r["code"] for r in health["reasons"]] == ["lock_held"]
     assert str(holder.pid) in health["reasons"][0]["message"]
+
+
+def test_backups_over_their_limit_are_a_warning(ws):
+    """The limit counts the backup files' bytes, the same on every backend: SQLite shows it."""
+    models = ws.write_models("v1", V1)
+    assert ws.cli("--models", models).returncode == 0
+    ws.script(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 15000)"
+        " INSERT INTO tasks (id, title) SELECT i, hex(randomblob(45)) FROM n;"
+    )
+    assert ws.cli("--models", ws.write_models("v2", V2)).returncode == 0  # backed up first
+    env = {"MCP_TASK_ORCHESTRATOR_BACKUP_WARN_SIZE_MB": "1"}
+
+    status = ws.cli("--models", "v2:md", "status", "--json", env=env).json()
+    health = ws.cli("--models", "v2:md", "health", "--json", env=env)
+
+    backups = status["backups"]
+    assert backups["count"] == 1 and backups["bytes"] > 1024 * 1024
+    assert backups["limit_mb"] == 1 and backups["over_limit"] is True
+    assert health.returncode == 1
+    report = health.json()
+    assert [r["code"] for r in report["reasons"]] == ["backup_storage"]
+    assert "MCP_TASK_ORCHESTRATOR_BACKUP_WARN_SIZE_MB" in report["reasons"][0]["message"]
+    # Under a larger limit the same backups are fine.
+    fine = ws.cli(
+        "--models", "v2:md", "health", env={"MCP_TASK_ORCHESTRATOR_BACKUP_WARN_SIZE_MB": "50"}
+    )
+    assert fine.returncode == 0, fine.output
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_a_server_database_that_does_not_exist_is_critical(ws, kind):
+    from conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL
+
+    admin = PG_ADMIN_URL if kind == "postgresql" else MYSQL_ADMIN_URL
+    url = make_url(admin).set(database="om_never_created_here").render_as_string(False)
+    models = ws.write_models("v1", V1)
+
+    done = ws.cli("--models", models, "health", "--json", env={"MCP_TASK_ORCHESTRATOR_DB_URL": url})
+
+    assert done.returncode == 2, done.output
+    report = done.json()
+    assert report["status"] == "CRITICAL" and report["details"] is None
+    (reason,) = report["reasons"]
+    assert reason["code"] == "unreachable"
+    assert "om_never_created_here" in reason["message"]

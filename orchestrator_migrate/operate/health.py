@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import MetaData
 
 from ..config.settings import Settings
-from ..model.errors import MigrateError
+from ..model.errors import ConfigError, DatabaseUnavailable, MigrateError
 from ..model.outcome import Outcome
 from ..model.result import MigrationResult
 from .status import Status, status
@@ -85,7 +85,7 @@ def health(settings: Settings, metadata: MetaData | None = None) -> Health:
         found = status(settings, metadata)
     except MigrateError as exc:
         message = MigrationResult.from_error(exc).error_message or "the database cannot be read"
-        reason = Reason(Level.CRITICAL, "unreachable", message)
+        reason = Reason(Level.CRITICAL, _code(exc), message)
         return Health((reason,), (), None)
     return Health(tuple(reasons(found)), _notes(found), found)
 
@@ -147,6 +147,13 @@ def reasons(found: Status) -> list[Reason]:
         )
     order = list(Level)
     return sorted(out, key=lambda r: -order.index(r.level))
+
+
+def _code(error: MigrateError) -> str:
+    """unreachable (the database), config (a setting or the models), or error (reading it)."""
+    if isinstance(error, DatabaseUnavailable):
+        return "unreachable"
+    return "config" if isinstance(error, ConfigError) else "error"
 
 
 def _notes(found: Status) -> tuple[str, ...]:
