@@ -15,22 +15,23 @@ from ..model.changes import ChangeKind
 from ..model.errors import RefusedChange
 from ..model.events import AfterBackup, BeforeApply
 from ..model.outcome import Outcome
+from ..model.plan import Plan
 from ..model.result import MigrationResult
 from . import hooks, stages
 from .failure import failed
-from .look import up_to_date, verified
+from .look import Look, up_to_date, verified
 from .strategies import Strategy, strategy_for
 
 
-def attempt(run: Run, engine: Engine, models_fp: str, started: float) -> MigrationResult:
+def attempt(run: Run, engine: Engine, found: Look, started: float) -> MigrationResult:
     """Migrate under the lock, in one transaction where the backend allows it."""
     strategy = strategy_for(run.backend)
     strategy.recover(run, engine)
-    facts = Attempt(models_fp, started, run.clock())
+    facts = Attempt(found.models_fp, started, run.clock())
     with engine.connect() as conn:
         conn.begin()
         try:
-            done = _replan(run, conn, facts)
+            done = _replan(run, conn, facts, found)
             if done is not None:
                 conn.commit()
                 return done
@@ -67,18 +68,35 @@ def attempt(run: Run, engine: Engine, models_fp: str, started: float) -> Migrati
     )
 
 
-def _replan(run: Run, conn: Connection, facts: Attempt) -> MigrationResult | None:
-    """Again, under the lock: another process may have just done the work."""
+def _replan(run: Run, conn: Connection, facts: Attempt, found: Look) -> MigrationResult | None:
+    """Again, under the lock: another process may have just done the work. The plan made
+    before the lock stands when the schema has not moved since and no step of it counted rows
+    (rows may have been written in between)."""
     facts.fingerprint_before = run.backend.fingerprint(conn, run.settings.ignore_tables)
     if verified(run, conn, facts.models_fingerprint, facts.fingerprint_before):
         return up_to_date(facts.started)
-    facts.plan = run.plan(conn)
+    if found.schema_fp == facts.fingerprint_before and _row_free(found.plan):
+        logger.debug("Schema unchanged since the look: its plan stands")
+        facts.plan = found.plan
+    else:
+        facts.plan = run.plan(conn)
     if facts.plan.empty:
         run.recorder.record_matching(
             conn, facts.models_fingerprint, facts.fingerprint_before, facts.plan
         )
         return up_to_date(facts.started, facts.plan)
     return None
+
+
+def _row_free(plan: Plan) -> bool:
+    """A plan that says nothing about rows, which may have been written since it was made:
+    no rebuild's count, no fill or removal with its count, nothing kept with its count."""
+    return (
+        not plan.empty
+        and not plan.retained
+        and all(op.rebuilt_rows is None and not op.destructive for op in plan.operations)
+        and all(change.fill is None for change in plan.changes)
+    )
 
 
 def _refuse(run: Run, conn: Connection, facts: Attempt) -> None:

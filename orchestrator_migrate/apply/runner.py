@@ -38,7 +38,7 @@ def execute(run: Run, dry_run: bool | None = None) -> MigrationResult:
         waiting = time.monotonic()
         with run.backend.lock(run.settings.lock_timeout / 1000, run.settings.lock_name):
             holding = time.monotonic()
-            result = attempt(run, engine, found.models_fp, started)
+            result = attempt(run, engine, found, started)
         waited = round((holding - waiting) * 1000)
         return replace(result, lock_wait_ms=waited, lock_hold_ms=elapsed_ms(holding))
     finally:
