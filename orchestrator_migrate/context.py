@@ -64,7 +64,7 @@ def prepare_run(
             " DB_URL at that database"
         )
     backend.schemas = tuple(schemas)
-    recorder = Recorder(metadata, clock, backend.reset_sequence)
+    recorder = Recorder(metadata, clock, backend.reset_sequence, backend.long_text)
     return Run(settings, backend, metadata, recorder, clock)
 
 

@@ -35,6 +35,8 @@ class Backend(Protocol):
     url: URL
     backup_suffix: str
     undo: Undo
+    # The type of our own tables' JSON and SQL columns (a run's SQL can pass 64 KiB).
+    long_text: Any
     # The database rewrites the SQL of generated columns and partial indexes as it stores it
     # (so the comparison asks it how it spells the models' own).
     rewrites_expressions: bool

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Column, inspect, text
 from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.dialects.mysql import LONGTEXT
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import CompileError, DBAPIError
 from sqlalchemy.pool import NullPool
@@ -192,6 +193,25 @@ class MySQLBackend(ServerBackend):
     name = "mysql"
     backup_suffix = ".sql"
     undo = Undo.BACKUP
+    # TEXT holds 64 KiB: a first run of a hundred tables records more SQL than that.
+    long_text: Any = LONGTEXT
+
+    def prepare(self) -> None:
+        """Widen our own tables' TEXT columns, written by versions that used TEXT."""
+        engine = self.create_engine()
+        try:
+            with engine.begin() as conn:
+                narrow = conn.exec_driver_sql(
+                    "SELECT table_name, column_name, is_nullable FROM information_schema.columns"
+                    " WHERE table_schema = DATABASE() AND data_type = 'text'"
+                    " AND table_name IN ('orchestrator_migrate_history',"
+                    " 'orchestrator_migrate_state')"
+                ).all()
+                for table, column, nullable in narrow:
+                    null = "NULL" if nullable == "YES" else "NOT NULL"
+                    conn.exec_driver_sql(f"ALTER TABLE {table} MODIFY `{column}` LONGTEXT {null}")
+        finally:
+            engine.dispose()
 
     def lock(self, timeout_s: float, lock_name: str) -> MigrationLock:
         from .server_locks import MySQLNamedLock

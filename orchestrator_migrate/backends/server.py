@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData, Text, inspect
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import CompileError, DBAPIError
@@ -60,6 +60,7 @@ class ServerBackend:
     (a subclass overrides the SQL of the kinds where its dialect differs), fills, renames."""
 
     name = "server"
+    long_text: Any = Text
     # Kinds after which the server copies the table (its rows feed the time estimate).
     rewrites: frozenset[ChangeKind] = frozenset({ChangeKind.ALTER_TYPE})
     compilation: type[Compilation] = Compilation

@@ -1,4 +1,5 @@
-"""SQLite: file lock, backup API, ALTER where SQLite allows it and a table rebuild otherwise."""
+"""SQLite: file lock, backups (the file copied under a read transaction, or the backup API),
+ALTER where SQLite allows it and a table rebuild otherwise."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import os
 import re
 import secrets
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -21,6 +26,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Table,
+    Text,
     UniqueConstraint,
     event,
     inspect,
@@ -50,6 +56,36 @@ _COPY_INTO = re.compile(r'^INSERT INTO "' + REBUILD_PREFIX + r'((?:[^"]|"")+)"')
 # The virtual machine's jumps that close a loop over rows.
 _LOOP_JUMPS = frozenset({"Next", "Prev", "Goto", "SorterNext", "VNext"})
 BACKUP_PAGES_PER_STEP = 1024
+# The child that copies the database file's first SIZE bytes over DESTINATION, in the kernel
+# where it can, printing the bytes done. DESTINATION is never truncated first: ext4 writes out a
+# file truncated to zero as it is closed, so the copy would return only once on disk, leaving
+# the check nothing to overlap with.
+_COPY_PROGRAM = """
+import errno, os, sys
+source, destination, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+src = os.open(source, os.O_RDONLY)
+dst = os.open(destination, os.O_WRONLY | os.O_CREAT, 0o600)
+done, kernel = 0, hasattr(os, "copy_file_range")
+while done < size:
+    n = min(size - done, 1 << 25)
+    try:
+        if kernel:
+            n = os.copy_file_range(src, dst, n, done, done)
+        else:
+            n = os.pwrite(dst, os.pread(src, n, done), done)
+    except OSError as exc:  # no copy in the kernel between these two: read and write instead
+        unsupported = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+        if not kernel or exc.errno not in unsupported:
+            raise
+        kernel = False
+        continue
+    if n == 0:
+        sys.exit(f"{source} ends at {done} bytes, before {size}")
+    done += n
+    print(done, flush=True)
+if os.fstat(dst).st_size > size:
+    os.ftruncate(dst, size)
+"""
 
 # How SQLAlchemy stores each declared type on SQLite; equal families need no migration.
 _TEXT_LIKE = ("CHAR", "CLOB", "TEXT", "DATE", "TIME", "JSON", "UUID", "ENUM")
@@ -94,6 +130,7 @@ class SQLiteBackend:
 
     name = "sqlite"
     backup_suffix = ".db"
+    long_text: Any = Text
     undo = Undo.TRANSACTION
     rewrites_expressions = False  # it keeps the CREATE statement as written
     where_option: str | None = "sqlite_where"
@@ -410,20 +447,30 @@ class SQLiteBackend:
         return int(row[0]) if row else None
 
     def backup_to(self, conn: Connection, destination: Path) -> None:
+        """One snapshot of the database, held by a read transaction from start to end: the file
+        itself, copied in the kernel by a child process, when it holds that snapshot
+        (_file_holds); else every page through the backup API. Not fsynced here: a backup's
+        caller does it, a throwaway copy needs none."""
         if self.path is None:
             raise RuntimeError("an in-memory database has nothing to back up")
-        # Our connection holds the write lock (BEGIN IMMEDIATE): no writer can slip in, and a
-        # second, read-only connection can copy through the backup API, WAL included.
+        name, what = self.path.name, f"Backing up {self.path.name}"
         source = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.busy_timeout_s)
-        with closing(source), closing(sqlite3.connect(destination)) as target:
-            _copy_pages(source, target, self.progress, f"Backing up {self.path.name}")
-        fd = os.open(destination, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with closing(source), _read_snapshot(source) as (page_size, pages):
+            size = page_size * pages
+            if _file_holds(source, self.path) and _copy_file(
+                self.path, destination, size, self.progress, what
+            ):
+                logger.debug("Backup of {}: the file, copied under a read transaction", name)
+                return
+            logger.debug("Backup of {}: through the backup API", name)
+            with closing(sqlite3.connect(destination)) as target:
+                _backup_pages(source, target, page_size, self.progress, what)
 
     def check_backup(self, path: Path) -> None:
+        """quick_check, every page of the copy read: its b-trees and free pages, and that the
+        pages its header counts are all in the file (a short copy is corrupt)."""
+        # No memory map, though it reads a third faster: every page read would count in this
+        # process's resident size, a database's worth of it.
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as copy:
             result = copy.execute("PRAGMA quick_check").fetchone()
         if not result or result[0] != "ok":
@@ -497,9 +544,9 @@ class SQLiteBackend:
 
     @contextmanager
     def throwaway_copy(self, workdir: Path) -> Iterator[URL]:
-        """A file in workdir, copied through the backup API (in one step, so a consistent
-        snapshot while writers run, WAL included); removed afterwards with its journal and lock
-        files. A database file not created yet is copied as an empty one."""
+        """A file in workdir, copied as a backup is (one snapshot while writers run, WAL
+        included); removed afterwards with its journal and lock files. A database file not
+        created yet is copied as an empty one."""
         if self.path is None:
             raise ConfigError(
                 "an in-memory database has no copy to rehearse on; point"
@@ -642,27 +689,105 @@ def _steps_per_row(dbapi: sqlite3.Connection, statement: str) -> int:
 def _copy_pages(
     source: sqlite3.Connection, target: sqlite3.Connection, progress: Progress, what: str
 ) -> None:
-    """Copy source into target through the backup API, a step of pages at a time, telling
-    progress the bytes copied. Source holds one read transaction throughout, so that the copy
-    is one snapshot even while writers work (no restart from their changes)."""
+    """Copy source into target through the backup API, under one read transaction (so one
+    snapshot even while writers work: no restart from their changes)."""
+    with _read_snapshot(source) as (page_size, _):
+        _backup_pages(source, target, page_size, progress, what)
+
+
+@contextmanager
+def _read_snapshot(source: sqlite3.Connection) -> Iterator[tuple[int, int]]:
+    """A read transaction on source for the block (its snapshot taken before the block
+    starts); the page size and the pages of that snapshot."""
     source.isolation_level = None
     source.execute("BEGIN")
     try:
+        source.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         page_size = int(source.execute("PRAGMA page_size").fetchone()[0])
         pages = int(source.execute("PRAGMA page_count").fetchone()[0])
-        with tracked(progress, what, pages * page_size, "bytes") as advance:
-            told = 0
+        yield page_size, pages
+    finally:
+        source.execute("ROLLBACK")
 
-            def step(status: int, remaining: int, total: int) -> None:
-                nonlocal told
-                done = (total - remaining) * page_size
+
+def _file_holds(source: sqlite3.Connection, path: Path) -> bool:
+    """Whether the database file at path alone holds source's snapshot, and keeps holding it
+    while source's read transaction lasts. With a rollback journal, always: the read lock keeps
+    writers out of the file. With WAL, when a checkpoint asked after the snapshot was taken
+    has copied the whole log into the file: the snapshot's read mark then keeps every later
+    frame out of it. A newer frame, a reader holding the checkpoint back, or a file this
+    process may not write leaves the log longer than what was copied: False."""
+    if str(source.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        return True
+    try:
+        with closing(sqlite3.connect(path, timeout=0)) as other:
+            busy, log, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    except sqlite3.Error:
+        return False
+    return bool(busy == 0 and log == copied)
+
+
+def _backup_pages(
+    source: sqlite3.Connection,
+    target: sqlite3.Connection,
+    page_size: int,
+    progress: Progress,
+    what: str,
+) -> None:
+    """Copy source into target through the backup API, a step of pages at a time, telling
+    progress the bytes copied."""
+    pages = int(source.execute("PRAGMA page_count").fetchone()[0])
+    with tracked(progress, what, pages * page_size, "bytes") as advance:
+        told = 0
+
+        def step(status: int, remaining: int, total: int) -> None:
+            nonlocal told
+            done = (total - remaining) * page_size
+            if done > told:
+                advance(done - told)
+                told = done
+
+        source.backup(target, pages=BACKUP_PAGES_PER_STEP, progress=step)
+
+
+def _copy_file(source: Path, destination: Path, size: int, progress: Progress, what: str) -> bool:
+    """Copy source's first size bytes over destination, telling progress the bytes done; False
+    off POSIX (Windows locks byte ranges another process cannot read) or when this process's
+    interpreter cannot start a Python child (an embedding program). In a child: closing a
+    descriptor of the database file here would drop every lock SQLite holds on it in this
+    process (POSIX locks belong to the process, not to the descriptor)."""
+    python = sys.executable
+    if os.name != "posix" or not python:
+        return False
+    if not Path(python).name.lower().startswith(("python", "pypy")):
+        return False
+    command = [python, "-I", "-S", "-c", _COPY_PROGRAM, str(source), str(destination), str(size)]
+    with tempfile.TemporaryFile() as errors, tracked(progress, what, size, "bytes") as advance:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors
+        )
+        assert proc.stdout is not None
+        told = 0
+        try:
+            for line in proc.stdout:
+                done = min(size, int(line))
                 if done > told:
                     advance(done - told)
                     told = done
-
-            source.backup(target, pages=BACKUP_PAGES_PER_STEP, progress=step)
-    finally:
-        source.execute("ROLLBACK")
+            proc.wait()
+        finally:
+            if proc.poll() is None:  # interrupted: no copy may outlive the read transaction
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        if proc.returncode != 0 or told != size:
+            errors.seek(0)
+            said = errors.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+            raise OSError(
+                f"copying {source} to {destination} failed"
+                f" (exit status {proc.returncode}, {told} of {size} bytes): {' '.join(said)}"
+            )
+    return True
 
 
 def _copy_sql(table: str, target: Table, changes: list[Change], old_columns: dict[str, Any]) -> str:

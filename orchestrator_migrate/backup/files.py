@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +31,7 @@ def create(backend: Backend, conn: Connection, directory: Path, now: datetime) -
     os.close(fd)
     try:
         backend.backup_to(conn, tmp)
-        backend.check_backup(tmp)
+        _check_while_syncing(backend, tmp)
         suffix = backend.backup_suffix
         final, n = directory / f"{stem}{suffix}", 0
         while True:
@@ -40,14 +41,35 @@ def create(backend: Backend, conn: Connection, directory: Path, now: datetime) -
             except FileExistsError:
                 n += 1
                 final = directory / f"{stem}_{n}{suffix}"
-        _fsync_dir(directory)
+        _fsync(directory)
     finally:
         tmp.unlink(missing_ok=True)
     return _info(final)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def _check_while_syncing(backend: Backend, path: Path) -> None:
+    """The backend's check of the copy at path while it is fsynced: the check reads the copy
+    from memory while the disk writes it, so the two take the longer one's time."""
+    failed: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            _fsync(path)
+        except BaseException as exc:  # raised below, in the caller's thread
+            failed.append(exc)
+
+    syncing = threading.Thread(target=sync, name="orchestrator-migrate-backup-fsync")
+    syncing.start()
+    try:
+        backend.check_backup(path)
+    finally:
+        syncing.join()
+    if failed:
+        raise failed[0]
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Column,
     MetaData,
     Table,
+    Text,
     insert,
     inspect,
     select,
@@ -44,8 +45,9 @@ class Recorder:
         metadata: MetaData | None = None,
         clock: Clock = utc_now,
         reset_sequence: ResetSequence = _no_reset,
+        long_text: Any = Text,
     ) -> None:
-        self.history, self.state = tables()
+        self.history, self.state = tables(long_text)
         self.metadata = metadata if metadata is not None else MetaData()
         self.clock = clock
         self._reset_sequence = reset_sequence
